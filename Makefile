@@ -1,0 +1,55 @@
+# pgbouncer.cluster: `make lab` builds the podman lab and deploys to it; `make test` runs
+# every check (lint, sanity, unit, Molecule on the lab). Both install what they need.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV ?= $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+LAB_INVENTORY ?= inventories/lab
+PLAYBOOK := ansible-playbook -i $(LAB_INVENTORY)
+
+.PHONY: deps lab lab-up lab-prepare lab-deploy lab-show lab-down test lint sanity unit molecule bench clean
+
+deps:
+	@scripts/install-deps
+
+lab: deps lab-up lab-prepare lab-deploy lab-show
+
+lab-up:
+	lab/lab.sh up
+
+lab-prepare:
+	$(PLAYBOOK) playbooks/lab/prepare.yml
+
+lab-deploy:
+	$(PLAYBOOK) playbooks/site.yml
+
+lab-show:
+	$(PLAYBOOK) playbooks/lab/show.yml
+
+lab-down:
+	lab/lab.sh down
+
+test: deps lint unit molecule
+
+lint:
+	yamllint --strict .
+	ruff check .
+	ansible-lint --profile production
+	$(MAKE) sanity
+
+sanity:
+	scripts/sanity
+
+unit:
+	pytest -q tests/unit
+
+molecule:
+	molecule test --all
+
+bench: deps
+	scripts/bench
+
+clean: lab-down
+	rm -rf $(VENV) .ansible .lab build

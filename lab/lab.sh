@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The lab, one implementation for `make lab`, Molecule and `make bench`:
+#   lab.sh up | down | check [IP] | status | nodes | ssh IP CMD...
+# Nodes pg-srv1..N at 10.129.0.21.., the application host `app` at .31 and `outsider`
+# at .41 (a client that must NOT reach the poolers), all on podman network pgbouncer-lab.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+export CONTAINERS_CONF="$here/containers.conf"
+network=${LAB_NETWORK:-pgbouncer-lab}
+subnet=10.129.0.0/24
+suite=${LAB_DEBIAN:-bookworm}
+count=${LAB_NODES:-3}
+state=${LAB_STATE:-$root/.lab}
+key="$state/ssh/id_ed25519"
+
+nodes() {
+  local i
+  for ((i = 1; i <= count; i++)); do echo "pg-srv$i 10.129.0.$((20 + i))"; done
+  echo "app 10.129.0.31"
+  echo "outsider 10.129.0.41"
+}
+
+bridge() { podman network inspect --format '{{.NetworkInterface}}' "$network" 2>/dev/null; }
+
+# Refuse unless the lab network exists and the kernel routes the lab subnet through its
+# bridge: then no packet for 10.129.0.x can leave by the default route.
+check() {
+  local target=${1:-10.129.0.21}
+  podman network exists "$network" || { echo "lab network $network does not exist: run 'make lab'" >&2; return 1; }
+  local dev
+  dev=$(bridge)
+  ip -o route get "$target" 2>/dev/null | grep -q " dev $dev " \
+    || { echo "$target is not routed via lab bridge $dev; refusing" >&2; return 1; }
+}
+
+wait_node() {
+  local name=$1 ip=$2 i
+  for ((i = 0; i < 60; i++)); do
+    if podman exec "$name" systemctl is-active --quiet ssh 2>/dev/null \
+      && ssh_node "$ip" true 2>/dev/null; then return 0; fi
+    sleep 1
+  done
+  echo "node $name did not come up within 60 s" >&2
+  podman logs --tail 30 "$name" >&2 || true
+  return 1
+}
+
+ssh_node() {
+  local ip=$1
+  shift
+  ssh -q -i "$key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o ConnectTimeout=5 -o ProxyCommand="$here/connect %h %p" "root@$ip" "$@"
+}
+
+up() {
+  local image name ip
+  image=$("$here/image.sh" "$suite")
+  mkdir -p "$state/ssh"
+  [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C pgbouncer-lab -f "$key"
+  podman network exists "$network" \
+    || podman network create --subnet "$subnet" --gateway 10.129.0.1 "$network" >/dev/null
+  while read -r name ip; do
+    if [ "$(podman inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then continue; fi
+    podman rm -f "$name" >/dev/null 2>&1 || true
+    podman run -d --name "$name" --hostname "$name" --label "pgbouncer-lab=$network" \
+      --network "$network" --ip "$ip" --privileged --systemd=always \
+      -v "$key.pub:/root/.ssh/authorized_keys:ro" "$image" /sbin/init >/dev/null
+  done < <(nodes)
+  check # netavark makes the bridge with the first container: only now can the route be checked
+  while read -r name ip; do wait_node "$name" "$ip"; done < <(nodes)
+  echo "lab up: $(nodes | awk '{printf "%s=%s ", $1, $2}')"
+}
+
+down() {
+  podman ps -aq --filter "label=pgbouncer-lab=$network" | xargs -r podman rm -f -t 2 >/dev/null
+  podman network exists "$network" && podman network rm "$network" >/dev/null
+  rm -rf "$state/ssh"
+  echo "lab down"
+}
+
+status() {
+  check
+  podman ps --filter "label=pgbouncer-lab=$network" --format '{{.Names}} {{.Status}}'
+}
+
+case "${1:-}" in
+  up | down | status | nodes) "$1" ;;
+  check) check "${2:-10.129.0.21}" ;;
+  ssh) check && shift && ssh_node "$@" ;;
+  *) echo "usage: $0 up|down|check|status|nodes|ssh IP CMD..." >&2; exit 2 ;;
+esac

@@ -1,0 +1,17 @@
+# Copyright: pgbouncer.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters the pgbouncer role uses to render, check and apply pgbouncer.ini."""
+
+from __future__ import annotations
+
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _validate
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "pgbouncer_ini_value": _ini.format_value,
+            "pgbouncer_database_line": _ini.database_line,
+            "pgbouncer_restart_keys": _ini.restart_keys,
+            "pgbouncer_config_problems": _validate.problems,
+        }

@@ -1,0 +1,75 @@
+# Copyright: pgbouncer.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PgBouncer auth_file (userlist.txt) format: pure functions, no I/O.
+
+Each line is `"name" "secret"`; a double quote inside either field is written twice.
+Private to this collection: the API may change without notice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+# One field: a double-quoted string where "" stands for a literal quote.
+_FIELD = r'"((?:[^"]|"")*)"'
+_LINE = re.compile(r"^\s*" + _FIELD + r"\s+" + _FIELD + r"\s*$")
+
+
+def quote(value):
+    return '"' + value.replace('"', '""') + '"'
+
+
+def render(entries):
+    """Text of an auth_file for [(name, secret), ...], in the given order."""
+    return "".join("%s %s\n" % (quote(name), quote(secret)) for name, secret in entries)
+
+
+def parse(text):
+    """[(name, secret), ...] from auth_file text; comments (;) and blank lines skipped.
+
+    Raises ValueError naming the line number for a line PgBouncer would not read.
+    """
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith(";"):
+            continue
+        match = _LINE.match(line)
+        if not match:
+            raise ValueError("line %d is not of the form \"name\" \"secret\"" % number)
+        entries.append((match.group(1).replace('""', '"'), match.group(2).replace('""', '"')))
+    return entries
+
+
+def select(rows, users=None, exclude=None):
+    """Filter (name, secret) rows: only `users` when given, never `exclude`; sorted by name.
+
+    Rows without a secret are dropped: such a role cannot log in through the pooler.
+    """
+    wanted = set(users or [])
+    unwanted = set(exclude or [])
+    return sorted(
+        (name, secret)
+        for name, secret in rows
+        if secret and (not wanted or name in wanted) and name not in unwanted
+    )
+
+
+def secret_kind(secret):
+    if secret.startswith("SCRAM-SHA-256$"):
+        return "scram-sha-256"
+    if secret.startswith("md5") and len(secret) == 35:
+        return "md5"
+    return "plain"
+
+
+def mask(entries, key):
+    """auth_file text safe for a diff: each secret becomes its kind and a fingerprint keyed
+    with `key` (random per run), so a changed secret shows as a changed line, yet nothing
+    shown can be checked offline against a guessed password."""
+    return "".join(
+        "%s <%s secret %s>\n"
+        % (quote(name), secret_kind(secret), hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()[:8])
+        for name, secret in entries
+    )

@@ -1,0 +1,192 @@
+#!/usr/bin/python
+# Copyright: pgbouncer.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pgbouncer_userlist
+short_description: Write PgBouncer's auth_file (userlist.txt) from PostgreSQL's pg_shadow
+description:
+  - Reads user names and password secrets from the node's PostgreSQL (C(SELECT usename, passwd FROM pg_shadow)),
+    as the manual procedure does, and writes them to PgBouncer's auth_file.
+  - SCRAM and md5 secrets are kept exactly as stored; double quotes are escaped by doubling them.
+  - The file is replaced atomically and only when its content differs.
+  - Roles without a password are left out, since they cannot log in through PgBouncer.
+version_added: 0.1.0
+author: pgbouncer.cluster contributors
+extends_documentation_fragment:
+  - pgbouncer.cluster.connection
+  - ansible.builtin.files
+options:
+  path:
+    description: Path of the auth_file to write.
+    type: path
+    default: /etc/pgbouncer/userlist.txt
+  users:
+    description:
+      - Users to write. Empty means every user with a password.
+      - Each named user must exist in pg_shadow with a password, or the module fails.
+    type: list
+    elements: str
+    default: []
+  exclude_users:
+    description: Users never written, applied after O(users).
+    type: list
+    elements: str
+    default: []
+  db:
+    description: Database to connect to for reading pg_shadow.
+    type: str
+    default: postgres
+  login_port:
+    description: PostgreSQL port.
+    type: int
+    default: 5432
+  login_user:
+    description: PostgreSQL superuser that may read pg_shadow.
+    type: str
+    default: postgres
+  owner:
+    default: postgres
+  group:
+    default: postgres
+  mode:
+    default: '0640'
+attributes:
+  check_mode:
+    support: full
+    description: Reads pg_shadow and reports what would change; writes nothing.
+  diff_mode:
+    support: full
+    description: Secrets in the diff are replaced by their kind and a fingerprint that changes with the secret.
+notes:
+  - Run it as root with O(os_user=postgres) so it can both read pg_shadow by peer authentication and write the
+    root-owned C(/etc/pgbouncer) directory.
+"""
+
+EXAMPLES = r"""
+- name: Write every PostgreSQL user with a password to userlist.txt
+  pgbouncer.cluster.pgbouncer_userlist:
+    os_user: postgres
+
+- name: Only the application users and the console admin
+  pgbouncer.cluster.pgbouncer_userlist:
+    users: [app_user, report_user, pgbouncer]
+    os_user: postgres
+
+- name: Everybody but the superuser, read over TCP with a password
+  pgbouncer.cluster.pgbouncer_userlist:
+    exclude_users: [postgres]
+    login_host: 10.129.0.21
+    login_user: postgres
+    login_password: "{{ vault_postgres_password }}"
+"""
+
+RETURN = r"""
+users:
+  description: Names written to the file, sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: [app_user, pgbouncer]
+path:
+  description: The auth_file path.
+  returned: always
+  type: str
+  sample: /etc/pgbouncer/userlist.txt
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _userlist
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection import (
+    connect,
+    connection_argument_spec,
+)
+
+QUERY = "SELECT usename, passwd FROM pg_shadow ORDER BY usename"
+
+
+def read_pg_shadow(module):
+    conn = connect(module, module.params["db"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(QUERY)
+            return [(name, secret) for name, secret in cur.fetchall()]
+    except Exception as exc:  # psycopg.Error; psycopg may be absent at import time
+        module.fail_json(msg="cannot read pg_shadow (is login_user a superuser?): %s" % exc)
+    finally:
+        conn.close()
+
+
+def read_current(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_atomically(module, path, content):
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".userlist.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chmod(tmp, 0o600)  # never readable by others, even for an instant
+        module.atomic_move(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main():
+    argument_spec = connection_argument_spec(default_port=5432, default_user="postgres")
+    argument_spec.update(
+        path=dict(type="path", default="/etc/pgbouncer/userlist.txt"),
+        users=dict(type="list", elements="str", default=[]),
+        exclude_users=dict(type="list", elements="str", default=[]),
+        db=dict(type="str", default="postgres"),
+        owner=dict(type="str", default="postgres"),
+        group=dict(type="str", default="postgres"),
+        mode=dict(type="raw", default="0640"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, add_file_common_args=True, supports_check_mode=True)
+    params = module.params
+    path = params["path"]
+
+    rows = read_pg_shadow(module)
+    with_secret = {name for name, secret in rows if secret}
+    missing = sorted(set(params["users"]) - with_secret)
+    if missing:
+        module.fail_json(
+            msg="users not in pg_shadow, or without a password: %s. Create them with a password in PostgreSQL, "
+            "or remove them from users." % ", ".join(missing)
+        )
+    entries = _userlist.select(rows, params["users"], params["exclude_users"])
+    wanted = _userlist.render(entries)
+    current = read_current(path)
+
+    changed = current != wanted
+    result = dict(changed=changed, path=path, users=[name for name, _ in entries])
+    if module._diff and changed:
+        key = os.urandom(16)
+        try:
+            before = _userlist.mask(_userlist.parse(current or ""), key)
+        except ValueError:
+            before = "(current file is not a valid auth_file)\n"
+        result["diff"] = dict(before=before, after=_userlist.mask(entries, key), before_header=path, after_header=path)
+    if changed and not module.check_mode:
+        write_atomically(module, path, wanted)
+
+    file_args = module.load_file_common_arguments(params)
+    if os.path.exists(path):
+        result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
