@@ -49,8 +49,26 @@ wait_node() {
 ssh_node() {
   local ip=$1
   shift
-  ssh -q -i "$key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-    -o ConnectTimeout=5 -o ProxyCommand="$here/connect %h %p" "root@$ip" "$@"
+  ssh -F "$state/ssh/config" "$ip" "$@"
+}
+
+# ssh_config for the lab: tests (testinfra) and `lab.sh ssh` use it.
+write_ssh_config() {
+  cat > "$state/ssh/config" <<CONF
+Host 10.129.0.*
+  User root
+  IdentityFile $key
+  IdentitiesOnly yes
+  BatchMode yes
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+  ConnectTimeout 5
+  ProxyCommand $here/connect %h %p
+  ControlMaster auto
+  ControlPath $state/ssh/cm-%h
+  ControlPersist 60s
+CONF
 }
 
 up() {
@@ -58,6 +76,7 @@ up() {
   image=$("$here/image.sh" "$suite")
   mkdir -p "$state/ssh"
   [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C pgbouncer-lab -f "$key"
+  write_ssh_config
   podman network exists "$network" \
     || podman network create --subnet "$subnet" --gateway 10.129.0.1 "$network" >/dev/null
   while read -r name ip; do

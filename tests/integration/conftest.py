@@ -1,0 +1,98 @@
+"""Integration tests run against the podman lab (`make lab`, or Molecule's create step).
+
+Nothing here sends a packet to 10.129.0.x before `lab/lab.sh check` has confirmed that the
+lab network exists and routes that address; without the lab every test fails loudly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import testinfra
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / "lab" / "lab.sh"
+STATE = Path(os.environ.get("LAB_STATE", ROOT / ".lab"))
+SSH_CONFIG = STATE / "ssh" / "config"
+INVENTORY = ROOT / "inventories" / "lab"
+NODE_COUNT = int(os.environ.get("LAB_NODES", "3"))
+NODES = {"pg-srv%d" % i: "10.129.0.%d" % (20 + i) for i in range(1, NODE_COUNT + 1)}
+APP = "10.129.0.31"
+OUTSIDER = "10.129.0.41"
+# Lab accounts, as in inventories/lab/group_vars/all.yml.
+APP_USER, APP_PASSWORD, APP_DB = "app_user", "app-pass-1", "appdb"
+ADMIN_USER, ADMIN_PASSWORD = "pgbouncer", "bouncer-admin-1"
+STATS_USER, STATS_PASSWORD = "stats_user", "stats-pass-1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_is_up():
+    """Fail (never skip) every test unless each lab address is routed to the lab bridge."""
+    for ip in [*NODES.values(), APP, OUTSIDER]:
+        check = subprocess.run([str(LAB), "check", ip], capture_output=True, text=True, check=False)
+        if check.returncode != 0:
+            pytest.fail("lab is not up (%s): run `make lab` first" % check.stderr.strip(), pytrace=False)
+
+
+def ssh(ip, command, input=None, timeout=120, check=True):
+    """Run a shell command on a lab host; returns CompletedProcess (text)."""
+    result = subprocess.run(
+        ["ssh", "-F", str(SSH_CONFIG), ip, command],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError("ssh %s %r failed (%d): %s%s" % (ip, command, result.returncode, result.stdout, result.stderr))
+    return result
+
+
+def app_python(script, *args, timeout=120, ip=APP):
+    """Run a Python script on the app node (python3-psycopg is there); return its JSON output."""
+    quoted = " ".join("'%s'" % str(arg).replace("'", "'\\''") for arg in args)
+    result = ssh(ip, "python3 - %s" % quoted, input=script, timeout=timeout)
+    return json.loads(result.stdout)
+
+
+def psql(ip, sql, user="postgres"):
+    """Run SQL on a node's PostgreSQL as a local superuser; rows as lists of strings."""
+    result = ssh(ip, "runuser -u %s -- psql -XAt -F '\t' -v ON_ERROR_STOP=1" % user, input=sql)
+    return [line.split("\t") for line in result.stdout.splitlines()]
+
+
+def ansible_playbook(*args, timeout=900):
+    """ansible-playbook against the lab inventory; CompletedProcess with stdout+stderr."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(INVENTORY), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def recap(output):
+    """{host: {ok: n, changed: n, failed: n, ...}} from an ansible-playbook PLAY RECAP."""
+    stats = {}
+    for host, fields in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.MULTILINE):
+        stats[host] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", fields)}
+    return stats
+
+
+@pytest.fixture(scope="session")
+def hosts():
+    """testinfra hosts for the pg-srv nodes, over the lab's ssh_config."""
+    return {
+        name: testinfra.get_host("ssh://%s" % ip, ssh_config=str(SSH_CONFIG))
+        for name, ip in NODES.items()
+    }
