@@ -69,7 +69,7 @@ def _int_problems(variables):
 def _address_problems(variables):
     listen = variables.get("pgbouncer_listen_addr")
     if listen is not None:
-        items = [item for item in str(listen).split(",")]
+        items = str(listen).split(",")
         bad = [item.strip() for item in items if not is_address(item, allow_star=True)]
         if bad or not str(listen).strip():
             yield "pgbouncer_listen_addr must be a comma-separated list of IP addresses, host names or *, not %r" % listen
