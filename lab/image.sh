@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export CONTAINERS_CONF="$here/containers.conf"
 suite=${1:-bookworm}
-packages=python3,iproute2,systemd,systemd-sysv,dbus,openssh-server,ca-certificates,less,procps
+packages=python3,iproute2,systemd,systemd-sysv,dbus,openssh-server,sudo,ca-certificates,less,procps
 
 # The Debian mirror that this machine's apt already uses (LAB_MIRROR overrides).
 mirror() {
