@@ -9,7 +9,7 @@ export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
 LAB_INVENTORY ?= inventories/lab
 PLAYBOOK := ansible-playbook -i $(LAB_INVENTORY)
 
-.PHONY: deps lab lab-up lab-prepare lab-deploy lab-show lab-down test lint sanity unit molecule bench clean
+.PHONY: deps lab lab-up lab-prepare lab-deploy lab-show lab-down test lint sanity unit molecule bench build docs clean
 
 deps:
 	@scripts/install-deps
@@ -37,6 +37,7 @@ lint:
 	yamllint --strict .
 	ruff check .
 	ansible-lint --profile production
+	antsibull-changelog lint
 	$(MAKE) sanity
 
 sanity:
@@ -47,6 +48,14 @@ unit:
 
 molecule:
 	molecule test --all
+
+# The collection tarball users install (build_ignore in galaxy.yml leaves dev files out).
+build: deps
+	ansible-galaxy collection build --force --output-path build .
+
+# The README's variable reference, from roles/*/meta/argument_specs.yml.
+docs: deps
+	scripts/gen-docs
 
 bench: deps
 	scripts/bench

@@ -96,7 +96,7 @@ def parse(text):
             continue
         if current is None or "=" not in line:
             continue
-        key, _, value = line.partition("=")
+        key, value = line.split("=", 1)
         current[key.strip().lower()] = value.strip()
     return sections
 

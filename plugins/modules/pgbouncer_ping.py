@@ -14,7 +14,7 @@ description:
   - For the admin console database C(pgbouncer) it runs C(SHOW VERSION).
   - Fails with a message that says what to fix when the login or the query fails.
 version_added: 0.1.0
-author: pgbouncer.cluster contributors
+author: pgbouncer.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - pgbouncer.cluster.connection
 options:
@@ -36,6 +36,7 @@ attributes:
     description: Runs in check mode too; it changes nothing.
   diff_mode:
     support: none
+    description: It changes nothing, so there is no diff.
 """
 
 EXAMPLES = r"""

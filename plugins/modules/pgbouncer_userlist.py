@@ -14,7 +14,7 @@ description:
   - The file is replaced atomically and only when its content differs.
   - Roles without a password are left out, since they cannot log in through PgBouncer.
 version_added: 0.1.0
-author: pgbouncer.cluster contributors
+author: pgbouncer.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - pgbouncer.cluster.connection
   - ansible.builtin.files
@@ -115,7 +115,7 @@ def read_pg_shadow(module):
     try:
         with conn.cursor() as cur:
             cur.execute(QUERY)
-            return [(name, secret) for name, secret in cur.fetchall()]
+            return [(row[0], row[1]) for row in cur.fetchall()]
     except Exception as exc:  # psycopg.Error; psycopg may be absent at import time
         module.fail_json(msg="cannot read pg_shadow (is login_user a superuser?): %s" % exc)
     finally:
@@ -171,7 +171,7 @@ def main():
     current = read_current(path)
 
     changed = current != wanted
-    result = dict(changed=changed, path=path, users=[name for name, _ in entries])
+    result = dict(changed=changed, path=path, users=[entry[0] for entry in entries])
     if module._diff and changed:
         key = os.urandom(16)
         try:
