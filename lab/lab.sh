@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The lab, one implementation for `make lab`, Molecule and `make bench`:
-#   lab.sh up | down | check [IP] | status | nodes | ssh IP CMD...
+#   lab.sh up | down | check [IP] | status | nodes | ssh IP CMD... | add NAME... | remove NAME...
 # Nodes pg-srv1..N at 10.129.0.21.., the application host `app` at .31 and `outsider`
 # at .41 (a client that must NOT reach the poolers), all on podman network pgbouncer-lab.
 set -euo pipefail
@@ -91,6 +91,59 @@ up() {
   echo "lab up: $(nodes | awk '{printf "%s=%s ", $1, $2}')"
 }
 
+# Extra nodes, outside the lab's own pg-srv1..LAB_NODES, app and outsider (for example the
+# fresh nodes `make bench` converges): pg-srvN at 10.129.0.(20+N), N up to 10 (.31 is app).
+extra_ip() {
+  local name=$1 n
+  [[ $name =~ ^pg-srv([0-9]+)$ ]] || { echo "$name: extra nodes are named pg-srvN" >&2; return 1; }
+  n=${BASH_REMATCH[1]}
+  if ((n <= count || n > 10)); then
+    echo "$name: not an extra node (pg-srv1..$count belong to the lab; at most pg-srv10)" >&2
+    return 1
+  fi
+  echo "10.129.0.$((20 + n))"
+}
+
+# Create the named extra nodes that are not running yet; the lab itself must be up.
+# LAB_IMAGE overrides the node image.
+add() {
+  local image name ip
+  [ $# -gt 0 ] || { echo "usage: $0 add pg-srvN..." >&2; return 2; }
+  for name in "$@"; do extra_ip "$name" > /dev/null; done
+  check
+  [ -f "$key" ] || { echo "no lab key $key: run 'make lab'" >&2; return 1; }
+  image=${LAB_IMAGE:-$("$here/image.sh" "$suite")}
+  for name in "$@"; do
+    ip=$(extra_ip "$name")
+    if [ "$(podman inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then continue; fi
+    podman rm -f "$name" >/dev/null 2>&1 || true
+    podman run -d --name "$name" --hostname "$name" --label "pgbouncer-lab=$network" \
+      --network "$network" --ip "$ip" --privileged --systemd=always \
+      -v "$key.pub:/root/.ssh/authorized_keys:ro" "$image" /sbin/init >/dev/null
+  done
+  for name in "$@"; do
+    ip=$(extra_ip "$name")
+    check "$ip"
+    wait_node "$name" "$ip"
+  done
+  echo "added: $*"
+}
+
+# Remove the named extra nodes (never the lab's own nodes, never anything not labelled lab).
+remove() {
+  local name
+  [ $# -gt 0 ] || { echo "usage: $0 remove pg-srvN..." >&2; return 2; }
+  for name in "$@"; do extra_ip "$name" > /dev/null; done
+  for name in "$@"; do
+    podman container exists "$name" || continue
+    [ "$(podman inspect --format '{{index .Config.Labels "pgbouncer-lab"}}' "$name")" = "$network" ] \
+      || { echo "$name is not a node of lab $network; not removing it" >&2; return 1; }
+    podman rm -f -t 2 "$name" >/dev/null
+    rm -f "$state/ssh/cm-$(extra_ip "$name")"
+  done
+  echo "removed: $*"
+}
+
 down() {
   podman ps -aq --filter "label=pgbouncer-lab=$network" | xargs -r podman rm -f -t 2 >/dev/null
   podman network exists "$network" && podman network rm "$network" >/dev/null
@@ -107,5 +160,10 @@ case "${1:-}" in
   up | down | status | nodes) "$1" ;;
   check) check "${2:-10.129.0.21}" ;;
   ssh) check && shift && ssh_node "$@" ;;
-  *) echo "usage: $0 up|down|check|status|nodes|ssh IP CMD..." >&2; exit 2 ;;
+  add | remove)
+    cmd=$1
+    shift
+    "$cmd" "$@"
+    ;;
+  *) echo "usage: $0 up|down|check|status|nodes|ssh IP CMD...|add NAME...|remove NAME..." >&2; exit 2 ;;
 esac

@@ -1,0 +1,538 @@
+"""`make bench`: measure PgBouncer (6432) against direct PostgreSQL (5432) on the podman lab.
+
+Phases (BENCH_PHASES, comma-separated, all by default):
+  churn       pgbench -C -S, direct and pooled, a scram-sha-256 and an md5 user, and the cost
+              of PgBouncer's log_connections/log_disconnections (set through the console)
+  persistent  pgbench -S, direct and pooled
+  fanin       BENCH_FANIN_CLIENTS clients held open through one node, direct and pooled
+  ansible     cold converge and warm re-run of site.yml on fresh extra nodes, per lab size
+
+The client is always the app node. Settings changed on the bench node are set back when the
+phase ends, and checked again at the very end, whatever happened. Output goes to
+bench-results/<UTC time>/ (results.json, results.md, bench.png, raw/); bench-results/latest
+points at the last complete run, and docs/bench/ gets its table and plot (BENCH_PUBLISH=0 to
+skip). If the lab is not up, or any phase cannot run, the bench stops with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import hashlib
+import io
+import json
+import os
+import platform
+import queue
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from bench import pgbench, report
+from bench.lab import LAB_ENV, ROOT, BenchError, ansible_playbook, check, lab_sh, node_ip, podman, recap, ssh, ssh_popen
+
+APP_IP = "10.129.0.31"
+# Lab accounts (inventories/lab/group_vars/all.yml); passwords come from the app node's ~/.pgpass.
+SCRAM_USER, SCRAM_DB = "app_user", "appdb"
+MD5_USER, MD5_DB = "report_user", "reportdb"
+ADMIN_USER = "pgbouncer"
+LOGGING_OFF = {"log_connections": "0", "log_disconnections": "0"}
+# Role default -> SHOW CONFIG key, compared before measuring.
+ROLE_KEYS = ("pool_mode", "default_pool_size", "min_pool_size", "reserve_pool_size", "max_client_conn", "auth_type",
+             "log_connections", "log_disconnections", "server_reset_query", "server_reset_query_always")
+# The lab's extra node slots: pg-srvN at 10.129.0.(20+N); .31 is the app node.
+LAST_SLOT = 10
+BENCH_NODES_FILE = ROOT / ".lab" / "bench-nodes"
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+class Settings:
+    """Everything tunable, from the environment; the defaults keep a full run near 10 minutes."""
+
+    def __init__(self):
+        self.node = os.environ.get("BENCH_NODE", "pg-srv1")
+        self.app = os.environ.get("BENCH_APP", APP_IP)
+        self.phases = [p.strip() for p in os.environ.get("BENCH_PHASES", "churn,persistent,fanin,ansible").split(",") if p.strip()]
+        self.clients = env_int("BENCH_CLIENTS", 20)
+        self.threads = env_int("BENCH_THREADS", 2)
+        self.churn_s = env_int("BENCH_CHURN_SECONDS", 15)
+        self.persistent_s = env_int("BENCH_PERSISTENT_SECONDS", 15)
+        self.scale = env_int("BENCH_SCALE", 1)
+        self.fanin_clients = env_int("BENCH_FANIN_CLIENTS", 1000)
+        self.fanin_s = env_int("BENCH_FANIN_SECONDS", 30)
+        self.fanin_interval = env_float("BENCH_FANIN_INTERVAL", 0.5)
+        self.fanin_concurrency = env_int("BENCH_FANIN_CONCURRENCY", 50)
+        self.fanin_ramp_timeout = env_int("BENCH_FANIN_RAMP_TIMEOUT", 120)
+        self.ansible_sizes = [int(n) for n in os.environ.get("BENCH_ANSIBLE_SIZES", "3,6").split(",") if n.strip()]
+        self.ansible_timeout = env_int("BENCH_ANSIBLE_TIMEOUT", 900)
+        self.out = Path(os.environ.get("BENCH_OUT", ROOT / "bench-results"))
+        self.publish = os.environ.get("BENCH_PUBLISH", "1") == "1"
+        unknown = set(self.phases) - {"churn", "persistent", "fanin", "ansible"}
+        if unknown:
+            raise BenchError("unknown BENCH_PHASES: %s" % ", ".join(sorted(unknown)))
+        if self.clients < self.threads:
+            raise BenchError("BENCH_CLIENTS must be >= BENCH_THREADS")
+
+    def record(self) -> dict:
+        return {
+            "clients": self.clients, "churn_s": self.churn_s, "persistent_s": self.persistent_s, "scale": self.scale,
+            "fanin_clients": self.fanin_clients, "fanin_s": self.fanin_s, "ansible_sizes": ",".join(map(str, self.ansible_sizes)),
+        }
+
+
+class Bench:
+    def __init__(self, settings: Settings, out: Path):
+        self.s = settings
+        self.out = out
+        self.raw = out / "raw"
+        self.raw.mkdir(parents=True, exist_ok=True)
+        self.ip = node_ip(settings.node)
+        self.config: dict[str, str] = {}
+        self.touched: set[str] = set()
+        self.results: dict = {"meta": {}, "churn": [], "persistent": [], "fanin": {}, "ansible": []}
+
+    # --- helpers --------------------------------------------------------------------------
+    def log(self, text: str) -> None:
+        print("[bench %s] %s" % (time.strftime("%H:%M:%S"), text), flush=True)
+
+    def app(self, command: str, timeout: float, check_rc: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        """A shell command on the app node; the bench node's route is checked too (traffic goes there)."""
+        check(self.ip)
+        return ssh(self.s.app, command, timeout=timeout, check_rc=check_rc, input=input)
+
+    def conninfo(self, port: int, user: str, db: str) -> str:
+        return "host=%s port=%d dbname=%s user=%s connect_timeout=10" % (self.ip, port, db, user)
+
+    def admin(self, command: str) -> list[dict]:
+        """A console command through the app node, as the admin user, rows as dicts."""
+        proc = self.app("psql -X --csv %s -c %s" % (shlex.quote(self.conninfo(6432, ADMIN_USER, "pgbouncer")), shlex.quote(command)), timeout=30)
+        return list(csv.DictReader(io.StringIO(proc.stdout))) if proc.stdout.strip() else []
+
+    def read_config(self) -> dict[str, str]:
+        return {row["key"]: row["value"] for row in self.admin("SHOW CONFIG")}
+
+    @contextlib.contextmanager
+    def pgbouncer_settings(self, settings: dict[str, str]):
+        """SET settings through the console for the block; set back the values read at the start."""
+        try:
+            for key, value in settings.items():
+                self.touched.add(key)
+                self.admin("SET %s = '%s'" % (key, value))
+            live = self.read_config()
+            wrong = {k: live.get(k) for k, v in settings.items() if live.get(k) != v}
+            if wrong:
+                raise BenchError("PgBouncer did not take %s: it shows %s" % (settings, wrong))
+            yield
+        finally:
+            self.restore()
+
+    def restore(self) -> None:
+        """Set back every setting the bench changed; BenchError if PgBouncer does not show them back."""
+        if not self.touched:
+            return
+        for key in sorted(self.touched):
+            self.admin("SET %s = '%s'" % (key, self.config[key].replace("'", "''")))
+        live = self.read_config()
+        wrong = {key: (live.get(key), self.config[key]) for key in self.touched if live.get(key) != self.config[key]}
+        if wrong:
+            raise BenchError("could not set back PgBouncer settings on %s (live, wanted): %s; run RELOAD on its console" % (self.s.node, wrong))
+        self.touched.clear()
+
+    # --- preflight and metadata -----------------------------------------------------------
+    def preflight(self) -> None:
+        for ip in (self.s.app, self.ip):
+            check(ip)
+        proc = ssh(self.s.app, "command -v pgbench psql python3 && python3 -c 'import psycopg'", timeout=30, check_rc=False)
+        if proc.returncode != 0:
+            raise BenchError("the app node %s lacks pgbench/psql/python3-psycopg (run `make lab`): %s" % (self.s.app, proc.stderr.strip()))
+        proc = ssh(self.ip, "systemctl is-active pgbouncer postgresql", timeout=30, check_rc=False)
+        if proc.returncode != 0:
+            raise BenchError("PgBouncer or PostgreSQL is not running on %s (run `make lab`): %s" % (self.s.node, proc.stdout.strip()))
+        self.config = self.read_config()
+        if not self.config:
+            raise BenchError("PgBouncer's console on %s:6432 answered nothing" % self.ip)
+
+    def metadata(self, settings: Settings) -> None:
+        meminfo = Path("/proc/meminfo").read_text().split("\n")[0].split()
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+        node = ssh(self.ip, "pgbouncer --version | head -1; runuser -u postgres -- psql -XAt -c 'SHOW server_version'", timeout=30).stdout.splitlines()
+        app = ssh(self.s.app, "pgbench --version", timeout=30).stdout.strip()
+        ansible = subprocess.run(["ansible", "--version"], capture_output=True, text=True, timeout=60, check=False).stdout.splitlines()
+        git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+        defaults = yaml.safe_load((ROOT / "roles" / "pgbouncer" / "defaults" / "main.yml").read_text())
+        differs = {}
+        for key in ROLE_KEYS:
+            want = defaults.get("pgbouncer_" + key)
+            want = ("1" if want else "0") if isinstance(want, bool) else str(want)
+            if self.config.get(key) != want:
+                differs[key] = {"live": self.config.get(key), "role_default": want}
+        if differs:
+            self.log("WARNING: PgBouncer on %s does not run the role defaults: %s" % (self.s.node, differs))
+        self.results["meta"] = {
+            "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "git": git,
+            "node": self.s.node,
+            "node_ip": self.ip,
+            "app_ip": self.s.app,
+            "settings": settings.record(),
+            "machine": {
+                "cpu": cpu,
+                "nproc": os.cpu_count(),
+                "memory": "%.1f GiB" % (int(meminfo[1]) / 1024 / 1024),
+                "kernel": platform.release(),
+                "pgbouncer": node[0].replace("PgBouncer ", "") if node else "?",
+                "postgres": node[1] if len(node) > 1 else "?",
+                "pgbench": app.replace("pgbench (PostgreSQL) ", ""),
+                "ansible": ansible[0].split("[core ")[-1].rstrip("]") if ansible else "?",
+            },
+            "pgbouncer_config": {key: self.config.get(key) for key in sorted(set(ROLE_KEYS) | {"max_db_connections", "query_wait_timeout"})},
+            "config_vs_role_defaults": differs,
+        }
+
+    # --- pgbench --------------------------------------------------------------------------
+    def init_pgbench(self) -> None:
+        """pgbench tables once per database, created by (so owned by) the database's user."""
+        for user, db in ((SCRAM_USER, SCRAM_DB), (MD5_USER, MD5_DB)):
+            info = shlex.quote(self.conninfo(5432, user, db))
+            probe = self.app(
+                "psql -XAt %s -c \"SELECT count(*) FROM pgbench_branches\" -c \"SELECT tableowner FROM pg_tables WHERE tablename = 'pgbench_accounts'\"" % info,
+                timeout=30, check_rc=False)
+            if probe.returncode == 0 and probe.stdout.split() == [str(self.s.scale), user]:
+                continue
+            self.log("pgbench -i -s %d in %s as %s" % (self.s.scale, db, user))
+            self.app("PGCONNECT_TIMEOUT=10 timeout 300 pgbench -i -q -s %d -h %s -p 5432 -U %s %s" % (self.s.scale, self.ip, user, db), timeout=330)
+
+    def pgbench(self, name: str, user: str, db: str, port: int, connect_each: bool, seconds: int) -> dict:
+        command = "PGCONNECT_TIMEOUT=10 timeout -k 5 %d pgbench -n -S %s-c %d -j %d -T %d -h %s -p %d -U %s %s" % (
+            seconds + 60, "-C " if connect_each else "", self.s.clients, self.s.threads, seconds, self.ip, port, user, db)
+        proc = self.app(command, timeout=seconds + 90, check_rc=False)
+        output = proc.stdout + proc.stderr
+        (self.raw / ("%s.txt" % name)).write_text("$ %s\n%s\nexit %d\n" % (command, output, proc.returncode))
+        parsed = pgbench.parse(output, proc.returncode)
+        parsed["returncode"] = proc.returncode
+        shown = "%.1f tps" % parsed["tps"] if parsed["ok"] else "FAILED: %s" % (pgbench.first_error(parsed) or "exit %d" % proc.returncode)
+        self.log("%-45s %s" % (name, shown))
+        return parsed
+
+    def churn(self) -> None:
+        runs = [
+            ("scram-sha-256", SCRAM_USER, SCRAM_DB, "direct", "direct", {}),
+            ("scram-sha-256", SCRAM_USER, SCRAM_DB, "pooled", "role defaults", {}),
+            ("scram-sha-256", SCRAM_USER, SCRAM_DB, "pooled", "logging off", LOGGING_OFF),
+            ("md5", MD5_USER, MD5_DB, "direct", "direct", {}),
+            ("md5", MD5_USER, MD5_DB, "pooled", "role defaults", {}),
+            ("md5", MD5_USER, MD5_DB, "pooled", "auth_type=md5", {"auth_type": "md5"}),
+            ("md5", MD5_USER, MD5_DB, "pooled", "auth_type=md5, logging off", {"auth_type": "md5", **LOGGING_OFF}),
+            ("scram-sha-256", SCRAM_USER, SCRAM_DB, "pooled", "auth_type=md5", {"auth_type": "md5"}),
+        ]
+        for auth, user, db, target, variant, settings in runs:
+            name = "churn %s %s %s" % (user, target, variant if target == "pooled" else "")
+            port = 6432 if target == "pooled" else 5432
+            with self.pgbouncer_settings(settings):
+                parsed = self.pgbench(name.strip().replace(" ", "_").replace(",", "").replace("=", "-"), user, db, port, True, self.s.churn_s)
+            self.results["churn"].append({"user": user, "user_auth": auth, "db": db, "target": target, "port": port,
+                                          "variant": variant, "settings": settings, "pgbench": parsed})
+
+    def persistent(self) -> None:
+        for target, port in (("direct", 5432), ("pooled", 6432)):
+            parsed = self.pgbench("persistent_%s_%s" % (SCRAM_USER, target), SCRAM_USER, SCRAM_DB, port, False, self.s.persistent_s)
+            self.results["persistent"].append({"user": SCRAM_USER, "user_auth": "scram-sha-256", "db": SCRAM_DB, "target": target,
+                                               "port": port, "variant": "role defaults" if target == "pooled" else "direct", "pgbench": parsed})
+
+    # --- fan-in ---------------------------------------------------------------------------
+    def memory(self) -> dict:
+        """PostgreSQL backends (count, per db/user, RSS and PSS) and PgBouncer's memory on the bench node."""
+        proc = ssh(self.ip, "python3 -", timeout=60, input=(Path(__file__).parent / "memory_probe.py").read_text())
+        return json.loads(proc.stdout)
+
+    def fanin(self) -> None:
+        self.results["fanin"]["interval_s"] = self.s.fanin_interval
+        for target, port in (("direct", 5432), ("pooled", 6432)):
+            self.results["fanin"][target] = self.fanin_one(target, port)
+
+    def fanin_one(self, target: str, port: int) -> dict:
+        cfg = {
+            "clients": self.s.fanin_clients, "conninfo": self.conninfo(port, SCRAM_USER, SCRAM_DB),
+            "admin": self.conninfo(6432, ADMIN_USER, "pgbouncer") if target == "pooled" else None,
+            "connect_timeout": 10, "connect_concurrency": self.s.fanin_concurrency, "ramp_timeout": self.s.fanin_ramp_timeout,
+            "hold": self.s.fanin_s, "interval": self.s.fanin_interval, "query_timeout": 30, "sample_every": 2,
+        }
+        before = self.memory()
+        self.log("fan-in %s: %d clients to %s:%d, hold %d s" % (target, cfg["clients"], self.ip, port, cfg["hold"]))
+        check(self.ip)
+        proc = ssh_popen(self.s.app, "python3 - %s" % shlex.quote(json.dumps(cfg)))
+        lines: queue.Queue = queue.Queue()
+        stderr: list[str] = []
+
+        def pump(stream, sink) -> None:
+            for line in stream:
+                sink(line)
+
+        threading.Thread(target=pump, args=(proc.stdout, lines.put), daemon=True).start()
+        threading.Thread(target=pump, args=(proc.stderr, stderr.append), daemon=True).start()
+        proc.stdin.write((Path(__file__).parent / "fanin_client.py").read_text())
+        proc.stdin.close()
+        deadline = time.monotonic() + self.s.fanin_ramp_timeout + self.s.fanin_s + 120
+        result, during, hold_at = None, None, None
+        try:
+            while result is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError("fan-in %s did not finish in time" % target)
+                if hold_at is not None and during is None and time.monotonic() >= hold_at:
+                    during = self.memory()
+                try:
+                    line = lines.get(timeout=min(left, 1.0))
+                except queue.Empty:
+                    if proc.poll() is not None and lines.empty():
+                        raise BenchError("fan-in %s client exited %s: %s" % (target, proc.returncode, "".join(stderr)[-1500:])) from None
+                    continue
+                if line.startswith("HOLD "):
+                    self.log("fan-in %s: %s clients open, holding" % (target, line.split()[1]))
+                    hold_at = time.monotonic() + self.s.fanin_s / 2
+                elif line.startswith("RESULT "):
+                    result = json.loads(line[len("RESULT "):])
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        if during is None:
+            during = self.memory()
+        result["memory_before"] = before
+        result["memory"] = during
+        pair = "%s/%s" % (SCRAM_DB, SCRAM_USER)
+        if target == "pooled":
+            result["servers_per_pair"] = result.get("servers_peak") or {}
+        else:
+            result["servers_per_pair"] = {pair: during.get("backends_from", {}).get(self.s.app, {}).get(pair, 0)}
+        (self.raw / ("fanin_%s.json" % target)).write_text(json.dumps(result, indent=2))
+        self.log("fan-in %s: %d/%d logged in, %d errors %s, servers per pair %s, %s backends, backends PSS %.0f MiB" % (
+            target, result["connected"], result["clients"], result["errors"],
+            {**result["connect_errors"], **result["query_errors"]}, result["servers_per_pair"],
+            during["backends"], during["backends_pss_kb"] / 1024))
+        return result
+
+    # --- ansible --------------------------------------------------------------------------
+    def ansible(self) -> None:
+        first = int(os.environ.get("LAB_NODES", "3")) + 1
+        slots = ["pg-srv%d" % n for n in range(first, LAST_SLOT + 1)]
+        rounds = plan_rounds(self.s.ansible_sizes, len(slots))
+        self.cleanup_leftovers()
+        image = self.prepared_image(slots[0])
+        for sizes in rounds:
+            names = slots[: sum(sizes)]
+            self.add_nodes(names, image)
+            try:
+                inventory = write_inventory("bench-prepare", names)
+                self.log("preparing %s (playbooks/lab/prepare.yml)" % ", ".join(names))
+                seconds, rc, output = ansible_playbook(inventory, "playbooks/lab/prepare.yml", timeout=self.s.ansible_timeout)
+                (self.raw / ("prepare-%s.log" % "-".join(names))).write_text(output)
+                if rc != 0:
+                    raise BenchError("prepare.yml failed on %s:\n%s" % (names, output[-3000:]))
+                offset = 0
+                for size in sizes:
+                    group = names[offset: offset + size]
+                    offset += size
+                    self.results["ansible"].append(self.converge(group))
+            finally:
+                self.remove_nodes(names)
+
+    def converge(self, names: list[str]) -> dict:
+        inventory = write_inventory("bench-site-%d" % len(names), names)
+        shutil.copy(inventory / "hosts.yml", self.raw / ("inventory-%d-nodes.yml" % len(names)))
+        run = {"nodes": len(names), "hosts": names}
+        for kind in ("cold", "warm"):
+            seconds, rc, output = ansible_playbook(inventory, "playbooks/site.yml", timeout=self.s.ansible_timeout)
+            (self.raw / ("site-%d-nodes-%s.log" % (len(names), kind))).write_text(output)
+            stats = recap(output)
+            if rc != 0 or set(stats) != set(names):
+                raise BenchError("%s converge of site.yml on %s failed (exit %d):\n%s" % (kind, names, rc, output[-3000:]))
+            run["%s_s" % kind] = round(seconds, 1)
+            run["%s_changed" % kind] = sum(host["changed"] for host in stats.values())
+            run["%s_ok" % kind] = sum(host["ok"] for host in stats.values())
+            self.log("site.yml %s on %d nodes: %.1f s, changed=%d" % (kind, len(names), seconds, run["%s_changed" % kind]))
+        return run
+
+    def cleanup_leftovers(self) -> None:
+        """Remove the extra nodes a killed earlier bench left behind (only those it recorded)."""
+        if BENCH_NODES_FILE.exists():
+            names = BENCH_NODES_FILE.read_text().split()
+            if names:
+                self.log("removing extra nodes left by an earlier bench: %s" % " ".join(names))
+                lab_sh("remove", *names)
+            BENCH_NODES_FILE.unlink()
+
+    def add_nodes(self, names: list[str], image: str | None = None) -> None:
+        existing = [name for name in names if subprocess.run(["podman", "container", "exists", name], timeout=30, check=False).returncode == 0]
+        if existing:
+            raise BenchError("extra nodes %s already exist: the bench converges only fresh nodes (lab/lab.sh remove %s)" % (existing, " ".join(existing)))
+        BENCH_NODES_FILE.write_text(" ".join(sorted(set(names) | set(self.pending_nodes()))))
+        self.log("adding fresh nodes %s" % " ".join(names))
+        lab_sh("add", *names, env={"LAB_IMAGE": image} if image else None)
+
+    def pending_nodes(self) -> list[str]:
+        return BENCH_NODES_FILE.read_text().split() if BENCH_NODES_FILE.exists() else []
+
+    def remove_nodes(self, names: list[str]) -> None:
+        lab_sh("remove", *names)
+        left = [name for name in self.pending_nodes() if name not in names]
+        if left:
+            BENCH_NODES_FILE.write_text(" ".join(left))
+        elif BENCH_NODES_FILE.exists():
+            BENCH_NODES_FILE.unlink()
+        self.log("removed %s" % " ".join(names))
+
+    def prepared_image(self, template: str) -> str:
+        """An image of a node after playbooks/lab/prepare.yml, built once and cached.
+
+        Fresh nodes start from it, so prepare.yml on them skips the PostgreSQL install that
+        takes minutes; its configuration tasks still run on each node. PostgreSQL's lab.conf
+        (which names the template's address) is removed before the commit.
+        """
+        base = subprocess.run([str(ROOT / "lab" / "image.sh")], capture_output=True, text=True, timeout=900, check=False, env=LAB_ENV)
+        if base.returncode != 0:
+            raise BenchError("lab/image.sh failed: %s" % base.stderr[-1500:])
+        base = base.stdout.strip()
+        digest = hashlib.sha256(base.encode())
+        for path in ("playbooks/lab/prepare.yml", "inventories/lab/group_vars/all.yml", "bench/run.py"):
+            digest.update((ROOT / path).read_bytes())
+        image = "localhost/pgbouncer-lab-bench-prepared:%s" % digest.hexdigest()[:12]
+        if subprocess.run(["podman", "image", "exists", image], timeout=30, check=False).returncode == 0:
+            return image
+        self.log("building %s from %s (once)" % (image, base))
+        self.add_nodes([template])
+        try:
+            inventory = write_inventory("bench-template", [template])
+            seconds, rc, output = ansible_playbook(inventory, "playbooks/lab/prepare.yml", timeout=self.s.ansible_timeout)
+            (self.raw / "prepare-template.log").write_text(output)
+            if rc != 0:
+                raise BenchError("prepare.yml failed on the template node %s:\n%s" % (template, output[-3000:]))
+            ssh(node_ip(template), "systemctl stop postgresql && rm -f /etc/postgresql/*/main/conf.d/lab.conf && : > /etc/machine-id && sync", timeout=120)
+            podman("commit", "--quiet", template, image, timeout=600)
+        finally:
+            self.remove_nodes([template])
+        for old in podman("images", "--format", "{{.Repository}}:{{.Tag}}").split():
+            if old.startswith("localhost/pgbouncer-lab-bench-prepared:") and old != image:
+                subprocess.run(["podman", "rmi", old], capture_output=True, timeout=120, check=False)
+        return image
+
+
+def plan_rounds(sizes: list[int], slots: int) -> list[list[int]]:
+    """Group lab sizes into rounds of fresh nodes that fit the free slots together."""
+    rounds: list[list[int]] = []
+    for size in sizes:
+        if size < 1 or size > slots:
+            raise BenchError("lab size %d does not fit the %d extra node slots" % (size, slots))
+        if rounds and sum(rounds[-1]) + size <= slots:
+            rounds[-1].append(size)
+        else:
+            rounds.append([size])
+    return rounds
+
+
+def write_inventory(label: str, names: list[str]) -> Path:
+    """A generated inventory of `names` that uses inventories/lab/group_vars (linked, not copied).
+
+    It lives two levels under the checkout, as inventories/lab does, because the lab
+    group_vars find the ssh key and lab/connect relative to inventory_dir.
+    """
+    directory = ROOT / ".lab" / label
+    directory.mkdir(parents=True, exist_ok=True)
+    link = directory / "group_vars"
+    if not link.is_symlink():
+        link.symlink_to(Path("..") / ".." / "inventories" / "lab" / "group_vars")
+    hosts = {"pgbouncer": {"hosts": {name: {"ansible_host": node_ip(name)} for name in names}}, "postgres": {"children": {"pgbouncer": None}}}
+    (directory / "hosts.yml").write_text("# Generated by bench/run.py: fresh extra lab nodes.\n" + yaml.safe_dump(hosts, sort_keys=False))
+    return directory
+
+
+def publish(out: Path, markdown: str) -> None:
+    docs = ROOT / "docs" / "bench"
+    docs.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "bench.png", docs / "bench.png")
+    shutil.copy(out / "results.json", docs / "results.json")
+    (docs / "results.md").write_text(markdown)
+
+
+def main() -> int:
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    started = time.monotonic()
+    bench = None
+    try:
+        settings = Settings()
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = settings.out / stamp
+        bench = Bench(settings, out)
+        bench.log("output: %s" % out)
+        bench.preflight()
+        bench.metadata(settings)
+        if {"churn", "persistent"} & set(settings.phases):
+            bench.init_pgbench()
+        for phase in ("churn", "persistent", "fanin", "ansible"):
+            if phase in settings.phases:
+                bench.log("--- %s" % phase)
+                getattr(bench, phase)()
+        bench.restore()
+    except (BenchError, KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - every failure ends loudly below
+        failure = exc
+    else:
+        failure = None
+    finally:
+        if bench is not None:
+            try:
+                bench.restore()
+            except Exception as exc:  # noqa: BLE001
+                print("BENCH: could not set back PgBouncer settings: %s" % exc, file=sys.stderr)
+                failure = failure or exc
+    if failure is not None:
+        if bench is not None:
+            (bench.out / "results.failed.json").write_text(json.dumps(bench.results, indent=2, default=str))
+        print("\n" + "=" * 78, file=sys.stderr)
+        print("BENCH FAILED: %s: %s" % (type(failure).__name__, failure), file=sys.stderr)
+        print("No report was written%s." % (" (partial data: %s)" % (bench.out / "results.failed.json") if bench else ""), file=sys.stderr)
+        print("=" * 78, file=sys.stderr)
+        return 130 if isinstance(failure, KeyboardInterrupt) else 1
+
+    results = bench.results
+    results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
+    summary = report.summarize(results)
+    results["summary"] = summary
+    (bench.out / "results.json").write_text(json.dumps(results, indent=2))
+    markdown = report.markdown(results, summary)
+    (bench.out / "results.md").write_text(markdown)
+    report.plot(results, bench.out / "bench.png")
+    latest = bench.s.out / "latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(bench.out.name)
+    if bench.s.publish:
+        publish(bench.out, markdown)
+    print()
+    print("Pooled over direct (%s, %.0f s):" % (bench.out, results["meta"]["duration_s"]))
+    for line in report.ratio_lines(summary):
+        print("  " + line)
+    for goal in summary["goals"]:
+        print("  goal %-75s %s: %s" % (goal["goal"], {True: "met", False: "NOT met", None: "n/a"}[goal["met"]], goal["value"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
