@@ -37,11 +37,15 @@ options:
         default: allow
       src:
         description:
-          - Source address; an IPv4 or IPv6 address, a CIDR, or C(any).
+          - Source addresses; each an IPv4 or IPv6 address, a CIDR, or C(any). One ufw rule is made
+            per address, all alike otherwise.
+          - An empty list makes no rule, yet its ports still count for O(exclusive), so that every
+            tagged rule on them is removed.
           - C(0.0.0.0/0) and C(::/0) mean any, for that IP version only.
           - Host names are not accepted (ufw does not resolve them).
-        type: str
-        default: any
+        type: list
+        elements: str
+        default: [any]
         aliases: [from_ip]
       dest:
         description: Destination address, as O(rules[].src).
@@ -136,10 +140,8 @@ EXAMPLES = r"""
 - name: Open PgBouncer to the application hosts only, enable ufw
   pgbouncer.cluster.ufw:
     rules:
-      - {src: 10.129.0.31, port: 6432, proto: tcp, comment: pgbouncer}
-      - {src: "2001:db8:1::/64", port: 6432, proto: tcp, comment: pgbouncer}
+      - {src: [10.129.0.31, "2001:db8:1::/64"], port: 6432, proto: tcp, comment: pgbouncer}
     exclusive: true
-    exclusive_ports: [6432]
     enabled: true
     ssh_port: "{{ ansible_port | default(22) }}"
 
@@ -147,6 +149,12 @@ EXAMPLES = r"""
   pgbouncer.cluster.ufw:
     rules:
       - {src: 10.129.0.41, port: 6432, proto: tcp, state: absent}
+
+- name: Close 6432 to every host the module let in (no source left)
+  pgbouncer.cluster.ufw:
+    rules:
+      - {src: [], port: 6432, proto: tcp}
+    exclusive: true
 
 - name: Reject a port range over udp, log nothing, leave ufw's status alone
   pgbouncer.cluster.ufw:
@@ -247,18 +255,27 @@ def wanted_rules(module, ipv6):
     if not 1 <= params["ssh_port"] <= 65535:
         problems.append("ssh_port must be between 1 and 65535, not %d" % params["ssh_port"])
     present, absent = [], []
+    # Exclusive mode covers the ports of the given rules, even those with no source left
+    # (not the SSH rule's port, unless given).
+    given = []
     for index, options in enumerate(params["rules"]):
+        for number, src in enumerate(options["src"] or []):
+            where = "rules[%d]" % index if len(options["src"]) == 1 else "rules[%d] src[%d]" % (index, number)
+            try:
+                rule, state, notes = _ufw.make_rule(dict(options, src=src), tag, ipv6, where)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            warnings.extend(notes)
+            target = present if state == "present" else absent
+            if rule not in target:
+                target.append(rule)
         try:
-            rule, state, notes = _ufw.make_rule(options, tag, ipv6, "rules[%d]" % index)
+            scope_rule, _, _ = _ufw.make_rule(dict(options, src=_ufw.ANY, dest=_ufw.ANY), tag, ipv6, "rules[%d]" % index)
+            given.append(scope_rule)
         except ValueError as exc:
-            problems.append(str(exc))
-            continue
-        warnings.extend(notes)
-        target = present if state == "present" else absent
-        if rule not in target:
-            target.append(rule)
-    # Exclusive mode covers the ports of the given rules (not the SSH rule's, unless given).
-    given = present + absent
+            if not options["src"]:
+                problems.append(str(exc))  # otherwise already reported for each source
     if params["enabled"] and not problems:
         ssh, _, _ = _ufw.make_rule(dict(port=params["ssh_port"], proto="tcp", comment="ssh"), tag, ipv6, "ssh_port")
         if ssh not in present:
@@ -282,7 +299,7 @@ def wanted_rules(module, ipv6):
 def main():
     rule_options = dict(
         action=dict(type="str", choices=list(_ufw.ACTIONS), default="allow"),
-        src=dict(type="str", default="any", aliases=["from_ip"]),
+        src=dict(type="list", elements="str", default=["any"], aliases=["from_ip"]),
         dest=dict(type="str", default="any", aliases=["to_ip"]),
         port=dict(type="raw"),
         proto=dict(type="str", choices=list(_ufw.PROTOS), default="any"),
