@@ -495,7 +495,8 @@ def predict(tuples, added, removed):
                     break
             else:
                 result.append(new)
-    return result
+    # As in the files: IPv4 rules (user.rules) before IPv6 ones (user6.rules), each in order.
+    return sorted(result, key=lambda item: item.family)
 
 
 def render_state(tuples, active=None, policy=None):
