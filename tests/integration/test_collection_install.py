@@ -19,12 +19,12 @@ import pytest
 from conftest import INVENTORY, NODES, ROOT, recap
 
 BIN = Path(sys.executable).parent
-DEV_ONLY = ("lab/", "molecule/", "tests/", "scripts/", "inventories/", "playbooks/lab/", ".lab/", ".venv/", ".ansible/", "build/", "bench-results/")
+DEV_ONLY = ("lab/", "molecule/", "tests/", "scripts/", "inventories/", "playbooks/lab/", ".lab/", ".venv/", ".ansible/", "build/", "bench/", "bench-results/")
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """(collections path, environment that sees only it) after building and installing."""
+    """(collections path, run) after building and installing; run() sees only that path."""
     work = tmp_path_factory.mktemp("install")
     config = work / "ansible.cfg"
     config.write_text(
@@ -54,11 +54,11 @@ def installed(tmp_path_factory):
 
     done = run("ansible-galaxy", "collection", "install", "--no-deps", "-p", str(work / "collections"), str(tarball))
     assert done.returncode == 0, done.stdout + done.stderr
-    return work / "collections", env, run
+    return work / "collections", run
 
 
 def test_installed_copy_is_the_one_ansible_finds(installed):
-    collections, _, run = installed
+    collections, run = installed
     listed = run("ansible-galaxy", "collection", "list", "pgbouncer.cluster", "--format", "json")
     assert listed.returncode == 0, listed.stdout + listed.stderr
     paths = list(json.loads(listed.stdout))
@@ -70,7 +70,7 @@ def test_installed_copy_is_the_one_ansible_finds(installed):
 
 
 def test_site_from_the_installed_collection_converges_the_lab(installed):
-    _, _, run = installed
+    run = installed[1]
     result = run("ansible-playbook", "pgbouncer.cluster.site", "-i", str(INVENTORY), timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -22,6 +22,7 @@ LEFT_OUT = (
     ".git/",
     ".ci/",
     "build/",
+    "bench/",
     "bench-results/",
     "lab/",
     "molecule/",
