@@ -281,6 +281,20 @@ def _db_already_done(verb, row):
     return int(row.get(column) or 0) == wanted
 
 
+# SHOW POOLS columns of server connections a PAUSE waits for (the last two only in some versions).
+_BUSY_COLUMNS = ("sv_active", "sv_active_cancel", "sv_being_canceled")
+
+
+def busy_server_connections(pool_rows, db=None):
+    """Server connections a PAUSE of db (or of every database) still waits for, from SHOW POOLS."""
+    return sum(
+        int(row.get(column) or 0)
+        for row in pool_rows
+        if row.get("database") != "pgbouncer" and (db is None or row.get("database") == db)
+        for column in _BUSY_COLUMNS
+    )
+
+
 def means_already_done(verb, message):
     """Whether a server error only says the command had nothing to do (e.g. RESUME, not paused)."""
     lowered = (message or "").lower()

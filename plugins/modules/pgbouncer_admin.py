@@ -360,7 +360,7 @@ class AdminCommand:
         if self.verb == "SET":
             return self._set_already_done()
         # Every command that names a database checks it first, so that a misspelt KILL fails too.
-        row = self._known_database(db) if db is not None else None
+        row = self._known_database(db, version) if db is not None else None
         state = None
         if db is None and self.verb in ("PAUSE", "RESUME", "SUSPEND") and version >= _admin.SHOW_SUBCOMMANDS["STATE"]:
             state = _admin.state_flags(self._show("STATE"))
@@ -372,16 +372,35 @@ class AdminCommand:
         except ConsoleError as exc:
             self.fail_console("SHOW %s" % name, str(exc))
 
-    def _known_database(self, db):
-        """The db's SHOW DATABASES row (None for an idle auto-database); fail if PgBouncer does not know it."""
+    def _known_database(self, db, version):
+        """The db's SHOW DATABASES row, or None if only the server can tell; fail if PgBouncer does not know db."""
         row = _admin.find_row(self._show("DATABASES"), "name", db)
-        if row is not None or self.params["auto_database"]:
+        if row is not None:
             return row
+        # An auto-database without connections moves to an idle list that SHOW DATABASES leaves out
+        # (paused or not); SHOW STATS still lists it.
         if _admin.find_row(self._show("STATS"), "database", db) is not None:
+            return self._revive(db, version)
+        if not self.params["auto_database"]:
+            self.fail("PgBouncer does not know database %r (not in SHOW DATABASES or SHOW STATS): check db; to act on a "
+                      "database that no client has used since PgBouncer started, set auto_database=true" % db,
+                      "unknown_database")
+        return None
+
+    def _revive(self, db, version):
+        """SHOW DATABASES row of an idle auto-database, after WAIT_CLOSE brings it back to the list.
+
+        WAIT_CLOSE changes nothing and returns at once for a database without server connections.
+        """
+        if self.verb not in ("PAUSE", "RESUME", "DISABLE", "ENABLE") or version < _admin.COMMANDS["WAIT_CLOSE"][1]:
             return None
-        self.fail("PgBouncer does not know database %r (not in SHOW DATABASES or SHOW STATS): check db; to act on a "
-                  "database that no client has used since PgBouncer started, set auto_database=true" % db,
-                  "unknown_database")
+        try:
+            self.console.run("WAIT_CLOSE %s" % _admin.quote_ident(db), self.params["connect_timeout"])
+        except (ConsoleError, ConsoleTimeout):  # e.g. a stats user: then only the server can tell
+            self.console.close()
+            self.console = Console(self.module)
+            return None
+        return _admin.find_row(self._show("DATABASES"), "name", db)
 
     def _set_already_done(self):
         key, value = _admin.validate_key(self.params["key"]), _set_value(self.params["value"])
@@ -393,6 +412,7 @@ class AdminCommand:
         return _admin.same_setting(entry["value"], value)
 
     def execute(self):
+        started = time.monotonic()
         timeout = self.params["timeout"] if self.verb in _admin.BLOCKING else self.params["connect_timeout"]
         try:
             status, columns, types, raw_rows = self.console.run(self.text, timeout)
@@ -408,12 +428,31 @@ class AdminCommand:
             self.fail_console(self.text, str(exc))
         self.result.update(executed=True, status=status, columns=columns,
                            rows=_admin.rows_to_dicts(columns, raw_rows, types, self.show_name))
+        if self.verb == "PAUSE":
+            self.wait_until_paused(started)
         return self.verb not in _admin.READ_ONLY
 
-    def on_timeout(self):
+    def wait_until_paused(self, started):
+        """Return once no server connection of the paused pools is busy.
+
+        PgBouncer (seen with 1.18) may answer a PAUSE that still waits for a transaction with the
+        WAIT_CLOSE tag of another waiter, so the answer alone does not prove the pause is complete.
+        """
+        timeout = self.params["timeout"]
+        while True:
+            busy = _admin.busy_server_connections(self._show("POOLS"), self.params["db"])
+            if not busy:
+                return
+            if timeout and time.monotonic() - started >= timeout:
+                self.on_timeout("%d server connection(s) still busy" % busy)
+            time.sleep(0.2)
+
+    def on_timeout(self, why=""):
         # Dropping the connection does not undo a PAUSE in progress: PgBouncer keeps holding new clients.
         self.console.close()
         msg = "%s did not finish within timeout=%ss" % (self.text, self.params["timeout"])
+        if why:
+            msg += " (%s)" % why
         if self.verb not in _admin.RESUMABLE:
             self.fail(msg, "timeout", timed_out=True, executed=True)
         if not self.params["resume_on_timeout"]:

@@ -298,3 +298,17 @@ def test_config_entry_of_a_changeable_setting():
 ])
 def test_same_setting(current, wanted, same):
     assert _admin.same_setting(current, wanted) is same
+
+
+POOLS = [
+    {"database": "appdb", "user": "app_user", "sv_active": 2, "sv_active_cancel": 0, "sv_being_canceled": 1, "sv_idle": 5},
+    {"database": "appdb", "user": "report_user", "sv_active": 1, "sv_idle": 0},  # 1.18 has no sv_active_cancel
+    {"database": "reportdb", "user": "app_user", "sv_active": 0, "sv_idle": 3},
+    {"database": "pgbouncer", "user": "pgbouncer", "sv_active": 0},
+]
+
+
+@pytest.mark.parametrize("db, busy", [("appdb", 4), ("reportdb", 0), ("unknown", 0), (None, 4)])
+def test_busy_server_connections_counts_what_a_pause_waits_for(db, busy):
+    # Idle server connections do not hold a PAUSE back; active and cancelling ones do.
+    assert _admin.busy_server_connections(POOLS, db) == busy

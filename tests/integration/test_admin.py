@@ -1,0 +1,310 @@
+"""pgbouncer.cluster.pgbouncer_admin against the lab's PgBouncer.
+
+State-changing commands act on reportdb on pg-srv3 only (app tests use appdb), and every test
+that changes something restores it (RESUME, ENABLE, the old SET value) in a fixture that runs
+even when the test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    APP,
+    APP_PASSWORD,
+    APP_USER,
+    NODES,
+    SSH_CONFIG,
+    STATS_PASSWORD,
+    STATS_USER,
+    ansible_playbook,
+    app_python,
+    ssh,
+)
+
+HOST = "pg-srv3"
+IP = NODES[HOST]
+DB = "reportdb"
+# report_user has an md5 secret, which scram-sha-256 auth cannot use: app_user connects to reportdb.
+DB_USER = APP_USER
+
+ADMIN = dict(login_host=IP, login_user=ADMIN_USER, login_password=ADMIN_PASSWORD)
+STATS = dict(login_host=IP, login_user=STATS_USER, login_password=STATS_PASSWORD)
+NEITHER = dict(login_host=IP, login_user=APP_USER, login_password=APP_PASSWORD)
+SOCKET = dict(os_user="postgres")
+
+# Runs on the app node: console commands in one session over the simple protocol; the last
+# one's rows as dicts, or the first error.
+CONSOLE = r"""
+import json, sys, psycopg
+host, commands = sys.argv[1], sys.argv[2:]
+with psycopg.connect(host=host, port=6432, dbname="pgbouncer", user="pgbouncer", autocommit=True,
+                     cursor_factory=psycopg.ClientCursor) as conn:
+    cur = conn.cursor()
+    try:
+        for sql in commands:
+            cur.execute(sql)
+    except psycopg.Error as exc:
+        print(json.dumps({"error": str(exc).strip()}))
+        sys.exit(0)
+    names = [c.name for c in cur.description] if cur.description else []
+    print(json.dumps({"rows": [dict(zip(names, map(str, row))) for row in cur.fetchall()] if names else []}))
+"""
+
+
+def console(*sql, ip=IP):
+    """Run console commands as pgbouncer from the app node (independent of the module)."""
+    return app_python(CONSOLE, ip, *sql)
+
+
+def database_row(name=DB, ip=IP):
+    """The SHOW DATABASES row of name. WAIT_CLOSE (which changes nothing) first brings an idle
+    auto-database back into the list that SHOW DATABASES reads."""
+    rows = console('WAIT_CLOSE "%s"' % name, "SHOW DATABASES", ip=ip)["rows"]
+    return next((row for row in rows if row["name"] == name), None)
+
+
+def warm_up(ip=IP):
+    """A real query through PgBouncer so that it lists reportdb in SHOW DATABASES."""
+    ssh(APP, "psql -XAtq 'host=%s port=6432 dbname=%s user=%s' -c 'select 1'" % (ip, DB, DB_USER))
+
+
+def run_admin(tmp_path, *calls, host=HOST):
+    """Run pgbouncer_admin once per call (module args; '_check': True for check mode) in one play.
+
+    Returns the registered results in order; failures are results with failed=true.
+    """
+    out = tmp_path / "results.json"
+    tasks = []
+    for index, call in enumerate(calls):
+        args = dict(call)
+        check = args.pop("_check", False)
+        tasks.append({
+            "name": "call %d" % index,
+            "pgbouncer.cluster.pgbouncer_admin": args,
+            "check_mode": check,
+            "ignore_errors": True,
+            "register": "r%d" % index,
+        })
+    names = ", ".join("r%d" % index for index in range(len(calls)))
+    tasks.append({
+        "name": "save the results",
+        "ansible.builtin.copy": {"content": "{{ [%s] | to_json }}" % names, "dest": str(out), "mode": "0600"},
+        "delegate_to": "localhost",
+        "become": False,
+    })
+    play = tmp_path / "play.yml"
+    play.write_text(json.dumps([{"name": "pgbouncer_admin", "hosts": host, "gather_facts": False, "tasks": tasks}]))
+    result = ansible_playbook(play, timeout=600)
+    assert out.exists(), result.stdout + result.stderr
+    return json.loads(out.read_text())
+
+
+@pytest.fixture
+def reportdb(tmp_path):
+    """reportdb listed by PgBouncer on pg-srv3 before the test; resumed and enabled after it."""
+    warm_up()
+    yield
+    console('RESUME "%s"' % DB)  # an error ("not paused") is fine
+    console('ENABLE "%s"' % DB)
+    row = database_row()
+    assert row is None or (row["paused"], row["disabled"]) == ("0", "0"), row
+
+
+# --- who may do what -------------------------------------------------------------------------------
+
+
+def test_admin_user_reads_every_show_as_rows_keyed_by_column(tmp_path):
+    shows = ["POOLS", "STATS", "STATS_TOTALS", "STATS_AVERAGES", "TOTALS", "DATABASES", "CLIENTS", "SERVERS", "USERS",
+             "CONFIG", "LISTS", "MEM", "SOCKETS", "ACTIVE_SOCKETS", "DNS_HOSTS", "DNS_ZONES", "VERSION"]
+    results = run_admin(tmp_path, *[dict(ADMIN, command="SHOW", show=name) for name in shows])
+    for name, result in zip(shows, results):
+        assert not result.get("failed"), (name, result.get("msg"))
+        assert result["changed"] is False and result["command"] == "SHOW " + name
+        assert all(set(row) == set(result["columns"]) for row in result["rows"]), name
+    by_name = dict(zip(shows, results))
+    assert by_name["VERSION"]["rows"][0]["version"].startswith("PgBouncer " + by_name["VERSION"]["version"])
+    databases = {row["name"]: row for row in by_name["DATABASES"]["rows"]}
+    assert databases["pgbouncer"]["paused"] == 0 and isinstance(databases["pgbouncer"]["pool_size"], int)
+    config = {row["key"]: row for row in by_name["CONFIG"]["rows"]}
+    assert config["listen_port"]["value"] == "6432" and config["listen_port"]["changeable"] == "no"
+
+
+def test_versions_gate_commands(tmp_path):
+    state, kill_client, shutdown = run_admin(
+        tmp_path,
+        dict(ADMIN, command="SHOW STATE"),
+        dict(ADMIN, command="KILL_CLIENT", client_id=1),
+        dict(ADMIN, command="SHUTDOWN", shutdown_mode="wait_for_servers"),
+    )
+    version = tuple(int(part) for part in state["version"].split("."))
+    if version < (1, 19):
+        assert state["failed"] and state["error_kind"] == "unsupported_version"
+        assert "SHOW STATE needs PgBouncer 1.19" in state["msg"]
+    else:
+        assert {row["key"] for row in state["rows"]} == {"active", "paused", "suspended"}
+    if version < (1, 24):
+        assert kill_client["failed"] and kill_client["error_kind"] == "unsupported_version"
+        assert "KILL_CLIENT needs PgBouncer 1.24" in kill_client["msg"]
+    else:  # client 1 is not connected (ids count up from the start): PgBouncer's own error
+        assert kill_client["failed"] and kill_client["error_kind"] != "unsupported_version"
+    if version < (1, 23):
+        assert shutdown["failed"] and shutdown["error_kind"] == "unsupported_version"
+        assert shutdown["executed"] is False
+
+
+def test_stats_user_may_show_but_not_pause(tmp_path, reportdb):
+    show, pause = run_admin(tmp_path, dict(STATS, command="SHOW STATS"), dict(STATS, command="PAUSE", db=DB, timeout=10))
+    assert not show.get("failed") and any(row["database"] == DB for row in show["rows"])
+    assert pause["failed"] and pause["error_kind"] == "admin_access_needed"
+    assert "admin_users" in pause["msg"]
+    assert database_row()["paused"] == "0"
+
+
+def test_user_in_neither_list_is_not_let_in(tmp_path):
+    (result,) = run_admin(tmp_path, dict(NEITHER, command="SHOW POOLS"))
+    assert result["failed"] and result["error_kind"] == "not_allowed"
+    assert "admin_users or stats_users" in result["msg"]
+
+
+def test_distinct_errors(tmp_path):
+    refused, wrong_password, unknown_command, unknown_show, unknown_db = run_admin(
+        tmp_path,
+        dict(ADMIN, command="SHOW POOLS", login_port=6499, connect_timeout=5),
+        dict(ADMIN, command="SHOW POOLS", login_password="not-the-password"),
+        dict(ADMIN, command="SELECT"),
+        dict(ADMIN, command="SHOW HELP"),
+        dict(ADMIN, command="PAUSE", db="no_such_db_zz"),
+    )
+    kinds = [r["error_kind"] for r in (refused, wrong_password, unknown_command, unknown_show, unknown_db)]
+    assert kinds == ["connection_refused", "authentication_failed", "unknown_command", "unknown_command", "unknown_database"]
+    assert len({r["msg"] for r in (refused, wrong_password, unknown_command, unknown_db)}) == 4
+    assert "auto_database" in unknown_db["msg"]
+    # Refused before anything was sent (PgBouncer's '*' entry would have created and paused it): RESUME finds nothing.
+    assert "error" in console('RESUME "no_such_db_zz"')
+
+
+def test_unix_socket_as_the_service_user(tmp_path):
+    (result,) = run_admin(tmp_path, dict(SOCKET, command="show", show="lists"))
+    assert not result.get("failed"), result.get("msg")
+    assert {row["list"] for row in result["rows"]} >= {"databases", "pools", "used_clients"}
+
+
+# --- check mode and idempotence ----------------------------------------------------------------------
+
+
+def test_check_mode_reports_and_changes_nothing(tmp_path, reportdb):
+    pause, disable, reload, shutdown = run_admin(
+        tmp_path,
+        dict(ADMIN, command="PAUSE", db=DB, _check=True),
+        dict(ADMIN, command="DISABLE", db=DB, _check=True),
+        dict(ADMIN, command="RELOAD", _check=True),
+        dict(ADMIN, command="SHUTDOWN", _check=True),
+    )
+    for result, command in ((pause, 'PAUSE "reportdb"'), (disable, 'DISABLE "reportdb"'), (reload, "RELOAD"), (shutdown, "SHUTDOWN")):
+        assert not result.get("failed"), result.get("msg")
+        assert result["changed"] is True and result["executed"] is False and result["command"] == command
+    row = database_row()
+    assert (row["paused"], row["disabled"]) == ("0", "0")
+
+
+def test_pause_and_resume_are_idempotent(tmp_path, reportdb):
+    pause1, pause2, resume1, resume2, check_resume = run_admin(
+        tmp_path,
+        dict(ADMIN, command="PAUSE", db=DB, timeout=20),
+        dict(ADMIN, command="PAUSE", db=DB, timeout=20),
+        dict(ADMIN, command="RESUME", db=DB),
+        dict(ADMIN, command="RESUME", db=DB),
+        dict(ADMIN, command="RESUME", db=DB, _check=True),
+    )
+    assert (pause1["changed"], pause1["executed"], pause1["status"]) == (True, True, "PAUSE")
+    assert (pause2["changed"], pause2["executed"]) == (False, False)
+    assert (resume1["changed"], resume2["changed"], check_resume["changed"]) == (True, False, False)
+    assert database_row()["paused"] == "0"
+
+
+def test_disable_and_enable_are_idempotent(tmp_path, reportdb):
+    results = run_admin(
+        tmp_path,
+        dict(ADMIN, command="DISABLE", db=DB),
+        dict(ADMIN, command="DISABLE", db=DB),
+        dict(ADMIN, command="ENABLE", db=DB),
+        dict(ADMIN, command="ENABLE", db=DB),
+    )
+    assert [r["changed"] for r in results] == [True, False, True, False]
+    assert database_row()["disabled"] == "0"
+
+
+@pytest.fixture
+def server_check_query():
+    """Restore server_check_query on pg-srv3 after the test."""
+    before = next(row for row in console("SHOW CONFIG")["rows"] if row["key"] == "server_check_query")["value"]
+    yield before
+    console("SET server_check_query = '%s'" % before.replace("'", "''"))
+
+
+def test_set_is_idempotent_and_refuses_keys_fixed_at_start(tmp_path, server_check_query):
+    same, check, other, again, fixed = run_admin(
+        tmp_path,
+        dict(ADMIN, command="SET", key="server_check_query", value=server_check_query),
+        dict(ADMIN, command="SET", key="server_check_query", value="select 2", _check=True),
+        dict(ADMIN, command="SET", key="server_check_query", value="select 2"),
+        dict(ADMIN, command="SET", key="server_check_query", value="select 2"),
+        dict(ADMIN, command="SET", key="listen_port", value=6433),
+    )
+    assert (same["changed"], same["executed"]) == (False, False)
+    assert (check["changed"], check["executed"], check["after"]) == (True, False, server_check_query)
+    assert (other["changed"], other["before"], other["after"]) == (True, server_check_query, "select 2")
+    assert again["changed"] is False
+    assert fixed["failed"] and fixed["error_kind"] == "not_changeable" and "changeable=no" in fixed["msg"]
+
+
+def test_reload_reconnect_always_change_wait_close_never(tmp_path, reportdb):
+    reload, reconnect, wait_close = run_admin(
+        tmp_path,
+        dict(SOCKET, command="RELOAD"),
+        dict(SOCKET, command="RECONNECT", db=DB),
+        dict(SOCKET, command="WAIT_CLOSE", db=DB, timeout=30),
+    )
+    assert (reload["changed"], reload["status"]) == (True, "RELOAD")
+    assert (reconnect["changed"], reconnect["status"]) == (True, "RECONNECT")
+    assert (wait_close["changed"], wait_close["executed"], wait_close["status"]) == (False, True, "WAIT_CLOSE")
+
+
+# --- blocking commands -----------------------------------------------------------------------------
+
+
+def hold_transaction(seconds):
+    """A transaction open on reportdb through pg-srv3's PgBouncer, from the app node, for `seconds`."""
+    command = "timeout %d psql -XAtq 'host=%s port=6432 dbname=%s user=%s' -c 'select pg_sleep(%d)'" % (
+        seconds + 30, IP, DB, DB_USER, seconds)
+    return subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, command],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_pause_timeout_resumes_what_it_paused(tmp_path, reportdb):
+    holder = hold_transaction(45)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # until the transaction holds a server connection
+            pools = console("SHOW POOLS")["rows"]
+            if any(row["database"] == DB and row["sv_active"] != "0" for row in pools):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the holding transaction never reached PostgreSQL")
+        started = time.monotonic()
+        (result,) = run_admin(tmp_path, dict(ADMIN, command="PAUSE", db=DB, timeout=3))
+        assert result["failed"] and result["timed_out"] is True and result["resumed"] is True
+        assert result["error_kind"] == "timeout" and "did not finish within timeout=3" in result["msg"]
+        assert database_row()["paused"] == "0"
+        assert time.monotonic() - started < 45, "the module waited for the transaction instead of timing out"
+    finally:
+        _out, err = holder.communicate(timeout=120)
+    assert holder.returncode == 0, err  # the client in the way saw no error
