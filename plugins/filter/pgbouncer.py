@@ -12,6 +12,10 @@ class FilterModule:
         return {
             "pgbouncer_ini_value": _ini.format_value,
             "pgbouncer_database_line": _ini.database_line,
+            "pgbouncer_user_line": _ini.user_line,
             "pgbouncer_restart_keys": _ini.restart_keys,
             "pgbouncer_config_problems": _validate.problems,
+            "pgbouncer_version_problems": _validate.version_problems,
+            "pgbouncer_console_user_problems": _validate.console_user_problems,
+            "pgbouncer_pool_sizing_problems": _validate.pool_sizing_problems,
         }

@@ -22,6 +22,7 @@ RESTART_ONLY = frozenset(
         "resolv_conf",
         "service_name",
         "so_reuseport",
+        "track_extra_parameters",
         "unix_socket_dir",
         "unix_socket_group",
         "unix_socket_mode",
@@ -80,6 +81,15 @@ def database_line(entry):
         for key in DATABASE_KEYS
         if entry.get(key) not in (None, "")
     ]
+    return "%s = %s" % (entry["name"], " ".join(parts))
+
+
+USER_KEYS = ("pool_mode", "max_user_connections", "pool_size", "reserve_pool_size", "max_user_client_connections")
+
+
+def user_line(entry):
+    """`name = key=value ...` for one [users] entry (a dict with `name`)."""
+    parts = ["%s=%s" % (key, quote_connstr(entry[key])) for key in USER_KEYS if entry.get(key) not in (None, "")]
     return "%s = %s" % (entry["name"], " ".join(parts))
 
 

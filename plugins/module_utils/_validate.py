@@ -31,6 +31,17 @@ INT_RANGES = {
     "pgbouncer_limit_nofile": (64, None),
 }
 
+POOL_MODES = ("session", "transaction", "statement")
+TLS_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# Keys that have their own role variable: setting them through extra_settings as well
+# would make two sources for one value.
+DEDICATED = {
+    "listen_addr", "listen_port", "pool_mode", "default_pool_size", "min_pool_size", "reserve_pool_size",
+    "max_client_conn", "max_db_connections", "max_user_connections", "auth_type", "auth_file", "admin_users",
+    "stats_users", "auth_user", "auth_query", "auth_dbname", "client_tls_sslmode", "server_tls_sslmode",
+    "logfile", "pidfile", "unix_socket_dir",
+}
+
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
@@ -78,6 +89,18 @@ def _address_problems(variables):
         yield "pgbouncer_database_wildcard_host must be an IP address or host name, not %r" % host
 
 
+def _nonnegative(where, entry, keys):
+    for key in keys:
+        value = entry.get(key)
+        if value in (None, ""):
+            continue
+        try:
+            if isinstance(value, bool) or int(str(value), 10) < 0:
+                raise ValueError
+        except ValueError:
+            yield "%s: %s must be a whole number >= 0, not %r" % (where, key, value)
+
+
 def _database_problems(variables):
     seen = set()
     for index, entry in enumerate(variables.get("pgbouncer_databases") or []):
@@ -96,8 +119,119 @@ def _database_problems(variables):
             yield "%s needs a host" % where
         elif not is_address(str(entry["host"])) and not str(entry["host"]).startswith("/"):
             yield "%s: host must be an IP address, host name or socket directory, not %r" % (where, entry["host"])
+        if entry.get("pool_mode") and entry["pool_mode"] not in POOL_MODES:
+            yield "%s: pool_mode must be one of %s, not %r" % (where, ", ".join(POOL_MODES), entry["pool_mode"])
+        if entry.get("port") not in (None, "") and not 1 <= _as_int(entry["port"], 0) <= 65535:
+            yield "%s: port must be between 1 and 65535, not %r" % (where, entry["port"])
+        yield from _nonnegative(where, entry, ("pool_size", "min_pool_size", "reserve_pool", "max_db_connections"))
+
+
+def _as_int(value, fallback):
+    try:
+        return int(str(value), 10)
+    except ValueError:
+        return fallback
+
+
+def _user_problems(variables):
+    seen = set()
+    for index, entry in enumerate(variables.get("pgbouncer_users") or []):
+        where = "pgbouncer_users[%d]" % index
+        if not isinstance(entry, dict) or not entry.get("name"):
+            yield "%s needs a name" % where
+            continue
+        where = "pgbouncer_users[%d] (%s)" % (index, entry["name"])
+        if entry["name"] in seen:
+            yield "%s: duplicate user name %s" % (where, entry["name"])
+        seen.add(entry["name"])
+        if entry.get("pool_mode") and entry["pool_mode"] not in POOL_MODES:
+            yield "%s: pool_mode must be one of %s, not %r" % (where, ", ".join(POOL_MODES), entry["pool_mode"])
+        yield from _nonnegative(where, entry, ("max_user_connections", "pool_size"))
+
+
+def _tls_problems(variables):
+    for side in ("client", "server"):
+        mode = variables.get("pgbouncer_%s_tls_sslmode" % side, "disable")
+        key = variables.get("pgbouncer_%s_tls_key_file" % side)
+        cert = variables.get("pgbouncer_%s_tls_cert_file" % side)
+        ca = variables.get("pgbouncer_%s_tls_ca_file" % side)
+        if bool(key) != bool(cert):
+            yield "pgbouncer_%s_tls_key_file and pgbouncer_%s_tls_cert_file go together: set both or neither" % (side, side)
+        # PgBouncer needs its own key pair to offer TLS to clients at all.
+        if side == "client" and mode != "disable" and not (key and cert):
+            yield "pgbouncer_client_tls_sslmode %s needs pgbouncer_client_tls_key_file and pgbouncer_client_tls_cert_file" % mode
+        if mode in ("verify-ca", "verify-full") and not ca:
+            yield "pgbouncer_%s_tls_sslmode %s needs pgbouncer_%s_tls_ca_file" % (side, mode, side)
+
+
+def _auth_problems(variables):
+    if variables.get("pgbouncer_auth_query_enabled"):
+        if not variables.get("pgbouncer_auth_user"):
+            yield "pgbouncer_auth_user must name the PostgreSQL role that runs pgbouncer_auth_query"
+        if "$1" not in str(variables.get("pgbouncer_auth_query", "")):
+            yield "pgbouncer_auth_query must take the user name as $1"
+    low = _as_int(variables.get("pgbouncer_min_pool_size", 0), 0)
+    high = _as_int(variables.get("pgbouncer_default_pool_size", 0), 0)
+    if low > high:
+        yield "pgbouncer_min_pool_size %d is larger than pgbouncer_default_pool_size %d" % (low, high)
+    clients = _as_int(variables.get("pgbouncer_max_client_conn", 0), 0)
+    files = _as_int(variables.get("pgbouncer_limit_nofile", 0), 0)
+    if files and clients and files <= clients:
+        yield "pgbouncer_limit_nofile %d leaves no file descriptors for server connections beyond pgbouncer_max_client_conn %d" % (files, clients)
+
+
+def _extra_problems(variables):
+    for key in variables.get("pgbouncer_extra_settings") or {}:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", str(key)):
+            yield "pgbouncer_extra_settings: %r is not a PgBouncer setting name" % key
+        elif key in DEDICATED:
+            yield "pgbouncer_extra_settings.%s: set it with pgbouncer_%s instead" % (key, key)
 
 
 def problems(variables):
     """Every problem found in `variables` (role variable name -> value), as messages."""
-    return list(_int_problems(variables)) + list(_address_problems(variables)) + list(_database_problems(variables))
+    checks = (_int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems, _extra_problems)
+    return [problem for check in checks for problem in check(variables)]
+
+
+def version_problems(settings, version, extra_settings=None):
+    """Keys of `settings` ([pgbouncer] section) that PgBouncer `version` does not know.
+
+    Messages name the variable that sets the key. Keys with value None are not written.
+    """
+    from ansible_collections.pgbouncer.cluster.plugins.module_utils import _keys  # noqa: PLC0415
+
+    extra = extra_settings or {}
+    found = []
+    for key in sorted(settings):
+        if settings[key] is None or _keys.known(key, version):
+            continue
+        variable = "pgbouncer_extra_settings.%s" % key if key in extra else "pgbouncer_%s" % key
+        added = _keys.ADDED.get(key)
+        since = "; it needs PgBouncer %s or later" % ".".join(map(str, added)) if added else ""
+        found.append("%s: PgBouncer %s on this node does not know the setting %s%s" % (variable, version, key, since))
+    return found
+
+
+def console_user_problems(admin_users, stats_users, auth_file_users):
+    """Console users that will not be in the auth_file (None: the role does not write it)."""
+    if auth_file_users is None:
+        return []
+    have = set(auth_file_users)
+    found = []
+    for variable, users in (("pgbouncer_admin_users", admin_users), ("pgbouncer_stats_users", stats_users)):
+        missing = [user for user in users or [] if user not in have]
+        if missing:
+            found.append(
+                "%s: %s will not be in the auth_file (no PostgreSQL role with a password, or excluded), so they "
+                "could not log in to the console with a password" % (variable, ", ".join(missing))
+            )
+    return found
+
+
+def pool_sizing_problems(poolers):
+    """pool sizing messages for the per-host pooler descriptions the role builds."""
+    from ansible_collections.pgbouncer.cluster.plugins.module_utils import _sizing  # noqa: PLC0415
+
+    capacities = {str(pooler["address"]): pooler["capacity"] for pooler in poolers if pooler.get("capacity")}
+    return _sizing.problems(poolers, capacities)

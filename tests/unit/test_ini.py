@@ -47,9 +47,10 @@ def test_restart_keys_for_a_first_configuration():
     assert "listen_addr" in _ini.restart_keys("", "[pgbouncer]\nlisten_addr = 10.0.0.1\n")
 
 
-def test_restart_only_keys_cover_what_pgbouncer_1_18_reports_unchangeable():
-    """Recorded `SHOW CONFIG` of PgBouncer 1.18: every changeable=no key is restart-only here."""
-    rows = [line.split() for line in (FIXTURES / "show_config_1.18.txt").read_text().splitlines() if line.strip()]
+@pytest.mark.parametrize("version", ["1.18", "1.24"])
+def test_restart_only_keys_cover_what_pgbouncer_reports_unchangeable(version):
+    """Recorded `SHOW CONFIG` (Debian 12: 1.18, Debian 13: 1.24): every changeable=no key is restart-only here."""
+    rows = [line.split() for line in (FIXTURES / ("show_config_%s.txt" % version)).read_text().splitlines() if line.strip()]
     unchangeable = {row[0] for row in rows if row[-1] == "no"}
     assert unchangeable, "fixture has no changeable=no rows"
     assert unchangeable <= _ini.RESTART_ONLY

@@ -1,0 +1,90 @@
+# Copyright: pgbouncer.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pool sizing across poolers: can the PgBouncers pointing at one PostgreSQL together open
+more server connections than it accepts? Pure functions.
+
+A pooler is a dict (the pgbouncer role builds it per host):
+  name, default_pool_size, reserve_pool_size, max_db_connections, max_user_connections,
+  users: names that can log in, databases: [databases] entries (dicts with name, host,
+  optional user, pool_size, reserve_pool, max_db_connections),
+  wildcard: bool, wildcard_host, wildcard_databases: names the "*" entry serves.
+A capacity is {host: {"max_connections": n, "superuser_reserved_connections": n,
+  "reserved_connections": n}} for each PostgreSQL whose limits are known.
+
+Private to this collection: the API may change without notice.
+"""
+
+from __future__ import annotations
+
+
+def _int(value):
+    return int(value or 0)
+
+
+def database_demand(pooler, entry):
+    """(server connections one [databases] entry can open, the arithmetic as text)."""
+    pool = _int(entry.get("pool_size")) or _int(pooler["default_pool_size"])
+    reserve = _int(entry.get("reserve_pool", entry.get("reserve_pool_size"))) or _int(pooler["reserve_pool_size"])
+    pairs = 1 if entry.get("user") else len(pooler["users"])
+    total = pairs * (pool + reserve)
+    text = "%d user%s x (%d + %d)" % (pairs, "" if pairs == 1 else "s", pool, reserve)
+    cap = _int(entry.get("max_db_connections")) or _int(pooler["max_db_connections"])
+    if cap and cap < total:
+        return cap, "max_db_connections %d" % cap
+    return total, text
+
+
+def pooler_demand(pooler):
+    """{postgres host: (connections, [per-database arithmetic])} for one pooler."""
+    entries = list(pooler.get("databases") or [])
+    if pooler.get("wildcard"):
+        named = {entry["name"] for entry in entries}
+        entries += [
+            {"name": name, "host": pooler["wildcard_host"]}
+            for name in pooler.get("wildcard_databases") or []
+            if name not in named
+        ]
+    demand = {}
+    for entry in entries:
+        count, text = database_demand(pooler, entry)
+        total, parts = demand.get(str(entry["host"]), (0, []))
+        demand[str(entry["host"])] = (total + count, parts + ["%s: %s = %d" % (entry["name"], text, count)])
+    per_user = _int(pooler.get("max_user_connections"))
+    users = len(pooler["users"])
+    for host, (total, parts) in demand.items():
+        if per_user and users * per_user < total:
+            demand[host] = (users * per_user, ["max_user_connections %d x %d users" % (per_user, users)])
+    return demand
+
+
+def problems(poolers, capacities):
+    """Messages, one per PostgreSQL that the poolers together could overrun, with the arithmetic."""
+    totals = {}
+    for pooler in poolers:
+        for host, (count, parts) in pooler_demand(pooler).items():
+            total, lines = totals.get(host, (0, []))
+            totals[host] = (total + count, lines + ["%s %d (%s)" % (pooler["name"], count, "; ".join(parts))])
+    found = []
+    for host in sorted(totals):
+        if host not in capacities:
+            continue
+        limits = capacities[host]
+        budget = (
+            _int(limits["max_connections"])
+            - _int(limits.get("superuser_reserved_connections"))
+            - _int(limits.get("reserved_connections"))
+        )
+        total, lines = totals[host]
+        if total > budget:
+            found.append(
+                "pool sizing: the poolers can open %d server connections to PostgreSQL %s, which accepts %d "
+                "(max_connections %d - superuser_reserved_connections %d - reserved_connections %d): %s = %d. "
+                "Lower pgbouncer_default_pool_size / pgbouncer_reserve_pool_size, or cap with "
+                "pgbouncer_max_db_connections / pgbouncer_max_user_connections."
+                % (
+                    total, host, budget, _int(limits["max_connections"]),
+                    _int(limits.get("superuser_reserved_connections")), _int(limits.get("reserved_connections")),
+                    " + ".join(lines), total,
+                )
+            )
+    return found

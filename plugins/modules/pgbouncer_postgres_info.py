@@ -1,0 +1,118 @@
+#!/usr/bin/python
+# Copyright: pgbouncer.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pgbouncer_postgres_info
+short_description: Read what PgBouncer's sizing and auth checks need from PostgreSQL
+description:
+  - Reads, without changing anything, the PostgreSQL settings and objects that decide whether a PgBouncer
+    configuration fits the server behind it
+  - C(max_connections), C(superuser_reserved_connections) and (PostgreSQL 16+) C(reserved_connections);
+    the databases clients can connect to; the login roles that have a password; the server version.
+  - The pgbouncer role uses it to check pool sizing across all poolers and that console users are in the
+    auth_file, before it changes anything.
+version_added: 0.1.0
+author: pgbouncer.cluster contributors
+extends_documentation_fragment:
+  - pgbouncer.cluster.connection
+options:
+  db:
+    description: Database to connect to.
+    type: str
+    default: postgres
+  login_port:
+    description: PostgreSQL port.
+    type: int
+    default: 5432
+  login_user:
+    description: PostgreSQL superuser (the list of roles with a password comes from pg_shadow).
+    type: str
+    default: postgres
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: What does the local PostgreSQL allow?
+  pgbouncer.cluster.pgbouncer_postgres_info:
+    os_user: postgres
+  register: backend
+
+- name: Show the connection budget
+  ansible.builtin.debug:
+    msg: "{{ backend.max_connections - backend.superuser_reserved_connections }} connections for poolers"
+"""
+
+RETURN = r"""
+server_version_num:
+  description: PostgreSQL's server_version_num.
+  returned: always
+  type: int
+  sample: 150018
+max_connections:
+  description: The server's max_connections.
+  returned: always
+  type: int
+  sample: 100
+superuser_reserved_connections:
+  description: The server's superuser_reserved_connections.
+  returned: always
+  type: int
+  sample: 3
+reserved_connections:
+  description: The server's reserved_connections (PostgreSQL 16 and later; 0 before).
+  returned: always
+  type: int
+  sample: 0
+databases:
+  description: Databases that accept connections (templates left out), sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: [appdb, postgres]
+users_with_password:
+  description: Login roles that have a password, sorted; the roles that can log in through PgBouncer.
+  returned: always
+  type: list
+  elements: str
+  sample: [app_user, pgbouncer]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection import (
+    connect,
+    connection_argument_spec,
+)
+
+SETTINGS = "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)"
+DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
+USERS = "SELECT usename FROM pg_shadow WHERE passwd IS NOT NULL ORDER BY usename"
+NUMERIC = ("server_version_num", "max_connections", "superuser_reserved_connections", "reserved_connections")
+
+
+def main():
+    argument_spec = connection_argument_spec(default_port=5432, default_user="postgres")
+    argument_spec.update(db=dict(type="str", default="postgres"))
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    conn = connect(module, module.params["db"])
+    try:
+        settings = {name: int(value) for name, value in conn.execute(SETTINGS, [list(NUMERIC)]).fetchall()}
+        databases = [row[0] for row in conn.execute(DATABASES).fetchall()]
+        users = [row[0] for row in conn.execute(USERS).fetchall()]
+    except Exception as exc:  # psycopg.Error
+        module.fail_json(msg="cannot read settings, databases and pg_shadow (is login_user a superuser?): %s" % exc)
+    finally:
+        conn.close()
+    result = {name: settings.get(name, 0) for name in NUMERIC}
+    module.exit_json(changed=False, databases=databases, users_with_password=users, **result)
+
+
+if __name__ == "__main__":
+    main()
