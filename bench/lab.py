@@ -78,7 +78,7 @@ def lab_sh(*args: str, timeout: float = 300, env: dict | None = None) -> str:
 
 def ansible_playbook(inventory: Path, playbook: str, timeout: float, extra: tuple[str, ...] = ()) -> tuple[float, int, str]:
     """(wall seconds, exit code, stdout+stderr) of one ansible-playbook run."""
-    env = dict(LAB_ENV, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env = dict(LAB_ENV, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", LAB_ROOT=str(ROOT))
     start = time.monotonic()
     try:
         proc = subprocess.run(

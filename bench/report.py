@@ -19,7 +19,7 @@ GOALS = {
     "warm_seconds": 15.0,
 }
 # Churn variants through PgBouncer, and the same with log_connections/log_disconnections off.
-LOGGING_OFF = {"role defaults": "logging off", "auth_type=md5": "auth_type=md5, logging off"}
+LOGGING_OFF = {"as deployed": "logging off", "auth_type=md5": "auth_type=md5, logging off"}
 
 
 def tps(entry: dict | None) -> float | None:
@@ -50,21 +50,19 @@ def summarize(results: dict) -> dict:
     notes: dict[str, str] = {}
 
     direct_scram = tps(find(churn, user_auth="scram-sha-256", target="direct"))
-    pooled_scram = tps(find(churn, user_auth="scram-sha-256", target="pooled", variant="role defaults"))
+    pooled_scram = tps(find(churn, user_auth="scram-sha-256", target="pooled", variant="as deployed"))
     ratios["churn_scram"] = ratio(pooled_scram, direct_scram)
 
     direct_md5 = tps(find(churn, user_auth="md5", target="direct"))
-    md5_default = find(churn, user_auth="md5", target="pooled", variant="role defaults")
+    md5_default = find(churn, user_auth="md5", target="pooled", variant="as deployed")
     md5_auth = find(churn, user_auth="md5", target="pooled", variant="auth_type=md5")
     ratios["churn_md5_role_defaults"] = ratio(tps(md5_default), direct_md5)
     ratios["churn_md5"] = ratio(tps(md5_auth), direct_md5)
     if md5_default and tps(md5_default) is None:
         errors = md5_default["pgbench"].get("errors") or ["no tps"]
-        notes["churn_md5"] = (
-            "with the role's auth_type=scram-sha-256 the md5 user cannot log in to PgBouncer (%s); measured with auth_type=md5" % errors[0][-40:]
-        )
+        notes["churn_md5"] = "as deployed the md5 user cannot log in through PgBouncer (%s); measured with auth_type=md5" % short_error(errors[0])
 
-    for auth, base in (("scram-sha-256", "role defaults"), ("md5", "auth_type=md5")):
+    for auth, base in (("scram-sha-256", "as deployed"), ("md5", "auth_type=md5")):
         on = tps(find(churn, user_auth=auth, target="pooled", variant=base))
         off = tps(find(churn, user_auth=auth, target="pooled", variant=LOGGING_OFF[base]))
         ratios["logging_on_over_off_" + ("scram" if auth != "md5" else "md5")] = ratio(on, off)
@@ -72,7 +70,7 @@ def summarize(results: dict) -> dict:
     ratios["churn_scram_under_auth_type_md5"] = ratio(scram_with_md5, direct_scram)
 
     ratios["persistent"] = ratio(
-        tps(find(persistent, target="pooled", variant="role defaults")), tps(find(persistent, target="direct"))
+        tps(find(persistent, target="pooled", variant="as deployed")), tps(find(persistent, target="direct"))
     )
 
     goals = [
@@ -111,6 +109,13 @@ def _goal(name: str, target: str, value, met: bool | None, note: str | None = No
     return {"goal": name, "target": target, "value": value, "met": met, "note": note}
 
 
+def short_error(text: str) -> str:
+    """The server's message of a libpq error line ("FATAL:  ..."), else the line, at most 80 characters."""
+    if "FATAL:" in text:
+        text = "FATAL: " + text.split("FATAL:", 1)[1].strip()
+    return text.replace("|", "/")[:80]
+
+
 def _fmt(value, digits: int = 1) -> str:
     if value is None:
         return "n/a"
@@ -125,7 +130,7 @@ def _tps_cell(entry: dict | None) -> str:
     value = tps(entry)
     if value is None:
         errors = entry.get("pgbench", {}).get("errors") or ["failed"]
-        return "FAILED: %s" % errors[0].replace("|", "/")[-80:]
+        return "FAILED: %s" % short_error(errors[0])
     return "%.0f" % value
 
 
@@ -147,8 +152,16 @@ def markdown(results: dict, summary: dict) -> str:
         out.append("| bench settings | %s |" % ", ".join("%s=%s" % item for item in sorted(settings.items())))
     config = meta.get("pgbouncer_config", {})
     if config:
-        shown = ("pool_mode", "default_pool_size", "max_client_conn", "auth_type", "log_connections", "log_disconnections", "server_reset_query")
+        shown = ("pool_mode", "default_pool_size", "max_db_connections", "max_client_conn", "auth_type", "log_connections", "log_disconnections",
+                 "server_reset_query")
         out.append("| PgBouncer settings measured | %s |" % ", ".join("%s=%s" % (key, config.get(key)) for key in shown))
+    users = meta.get("pgbouncer_users") or []
+    if users:
+        out.append("| PgBouncer [users] overrides | %s |" % ", ".join("%s: pool_mode=%s" % (row.get("name"), row.get("pool_mode")) for row in users))
+    differs = meta.get("config_vs_role_defaults") or {}
+    if differs:
+        out.append("| differs from the role defaults | %s |" % ", ".join(
+            "%s=%s (role: %s)" % (key, value["live"], value["role_default"]) for key, value in sorted(differs.items())))
     out.append("")
 
     out.append("## Reference goals (reported, not pass/fail)")
@@ -167,12 +180,12 @@ def markdown(results: dict, summary: dict) -> str:
     if churn:
         out.append("## Churn: `pgbench -C -S`, a new connection per transaction (tps)")
         out.append("")
-        out.append("| User (password) | Direct 5432 | Pooled 6432, role defaults | Pooled, logging off | Pooled, auth_type=md5 "
+        out.append("| User (password) | Direct 5432 | Pooled 6432, as deployed | Pooled, logging off | Pooled, auth_type=md5 "
                    "| Pooled, auth_type=md5, logging off |")
         out.append("|---|---|---|---|---|---|")
         for auth, user in (("scram-sha-256", "app_user"), ("md5", "report_user")):
             cells = [_tps_cell(find(churn, user_auth=auth, target="direct"))]
-            for variant in ("role defaults", "logging off", "auth_type=md5", "auth_type=md5, logging off"):
+            for variant in ("as deployed", "logging off", "auth_type=md5", "auth_type=md5, logging off"):
                 cells.append(_tps_cell(find(churn, user_auth=auth, target="pooled", variant=variant)))
             out.append("| %s (%s) | %s |" % (user, auth, " | ".join(cells)))
         out.append("")
@@ -238,8 +251,8 @@ def markdown(results: dict, summary: dict) -> str:
 def ratio_lines(summary: dict) -> list[str]:
     """The printed summary: one line per ratio."""
     labels = {
-        "churn_scram": "churn, scram-sha-256 user, role defaults",
-        "churn_md5_role_defaults": "churn, md5 user, role defaults (auth_type=scram-sha-256)",
+        "churn_scram": "churn, scram-sha-256 user, as deployed",
+        "churn_md5_role_defaults": "churn, md5 user, as deployed",
         "churn_md5": "churn, md5 user, auth_type=md5",
         "churn_scram_under_auth_type_md5": "churn, scram-sha-256 user, auth_type=md5",
         "persistent": "persistent",
@@ -275,7 +288,7 @@ def plot(results: dict, path: Path) -> None:
     churn = results.get("churn", [])
     persistent = results.get("persistent", [])
     bars = []
-    for auth, user, pooled_variant in (("scram-sha-256", "scram", "role defaults"), ("md5", "md5", "auth_type=md5")):
+    for auth, user, pooled_variant in (("scram-sha-256", "scram", "as deployed"), ("md5", "md5", "auth_type=md5")):
         bars.append(("churn %s\ndirect" % user, tps(find(churn, user_auth=auth, target="direct")), "tab:gray"))
         bars.append(("churn %s\npooled" % user, tps(find(churn, user_auth=auth, target="pooled", variant=pooled_variant)), "tab:blue"))
     bars.append(("persistent\ndirect", tps(find(persistent, target="direct")), "tab:gray"))
@@ -284,7 +297,7 @@ def plot(results: dict, path: Path) -> None:
 
     ax = axes[0][1]
     bars = []
-    for auth, user, base in (("scram-sha-256", "scram", "role defaults"), ("md5", "md5", "auth_type=md5")):
+    for auth, user, base in (("scram-sha-256", "scram", "as deployed"), ("md5", "md5", "auth_type=md5")):
         bars.append(("%s\nlogging on" % user, tps(find(churn, user_auth=auth, target="pooled", variant=base)), "tab:blue"))
         bars.append(("%s\nlogging off" % user, tps(find(churn, user_auth=auth, target="pooled", variant=LOGGING_OFF[base])), "tab:cyan"))
     _bars(ax, bars, "tps", "churn through PgBouncer: log_connections/log_disconnections")

@@ -82,6 +82,9 @@ class Settings:
         self.ansible_timeout = env_int("BENCH_ANSIBLE_TIMEOUT", 900)
         self.out = Path(os.environ.get("BENCH_OUT", ROOT / "bench-results"))
         self.publish = os.environ.get("BENCH_PUBLISH", "1") == "1"
+        # disable: pooling compared like for like, without TLS handshakes on either side
+        # (Debian's PostgreSQL has ssl=on, so libpq's default "prefer" would use TLS to 5432).
+        self.sslmode = os.environ.get("BENCH_SSLMODE", "disable")
         unknown = set(self.phases) - {"churn", "persistent", "fanin", "ansible"}
         if unknown:
             raise BenchError("unknown BENCH_PHASES: %s" % ", ".join(sorted(unknown)))
@@ -92,6 +95,7 @@ class Settings:
         return {
             "clients": self.clients, "churn_s": self.churn_s, "persistent_s": self.persistent_s, "scale": self.scale,
             "fanin_clients": self.fanin_clients, "fanin_s": self.fanin_s, "ansible_sizes": ",".join(map(str, self.ansible_sizes)),
+            "sslmode": self.sslmode,
         }
 
 
@@ -116,7 +120,7 @@ class Bench:
         return ssh(self.s.app, command, timeout=timeout, check_rc=check_rc, input=input)
 
     def conninfo(self, port: int, user: str, db: str) -> str:
-        return "host=%s port=%d dbname=%s user=%s connect_timeout=10" % (self.ip, port, db, user)
+        return "host=%s port=%d dbname=%s user=%s connect_timeout=10 sslmode=%s" % (self.ip, port, db, user, self.s.sslmode)
 
     def admin(self, command: str) -> list[dict]:
         """A console command through the app node, as the admin user, rows as dicts."""
@@ -202,6 +206,8 @@ class Bench:
             },
             "pgbouncer_config": {key: self.config.get(key) for key in sorted(set(ROLE_KEYS) | {"max_db_connections", "query_wait_timeout"})},
             "config_vs_role_defaults": differs,
+            "pgbouncer_users": [row for row in self.admin("SHOW USERS") if row.get("pool_mode")],
+            "pgbouncer_databases": [row["name"] for row in self.admin("SHOW DATABASES")],
         }
 
     # --- pgbench --------------------------------------------------------------------------
@@ -215,11 +221,12 @@ class Bench:
             if probe.returncode == 0 and probe.stdout.split() == [str(self.s.scale), user]:
                 continue
             self.log("pgbench -i -s %d in %s as %s" % (self.s.scale, db, user))
-            self.app("PGCONNECT_TIMEOUT=10 timeout 300 pgbench -i -q -s %d -h %s -p 5432 -U %s %s" % (self.s.scale, self.ip, user, db), timeout=330)
+            command = "PGSSLMODE=%s PGCONNECT_TIMEOUT=10 timeout 300 pgbench -i -q -s %d -h %s -p 5432 -U %s %s"
+            self.app(command % (self.s.sslmode, self.s.scale, self.ip, user, db), timeout=330)
 
     def pgbench(self, name: str, user: str, db: str, port: int, connect_each: bool, seconds: int) -> dict:
-        command = "PGCONNECT_TIMEOUT=10 timeout -k 5 %d pgbench -n -S %s-c %d -j %d -T %d -h %s -p %d -U %s %s" % (
-            seconds + 60, "-C " if connect_each else "", self.s.clients, self.s.threads, seconds, self.ip, port, user, db)
+        command = "PGSSLMODE=%s PGCONNECT_TIMEOUT=10 timeout -k 5 %d pgbench -n -S %s-c %d -j %d -T %d -h %s -p %d -U %s %s" % (
+            self.s.sslmode, seconds + 60, "-C " if connect_each else "", self.s.clients, self.s.threads, seconds, self.ip, port, user, db)
         proc = self.app(command, timeout=seconds + 90, check_rc=False)
         output = proc.stdout + proc.stderr
         (self.raw / ("%s.txt" % name)).write_text("$ %s\n%s\nexit %d\n" % (command, output, proc.returncode))
@@ -232,10 +239,10 @@ class Bench:
     def churn(self) -> None:
         runs = [
             ("scram-sha-256", SCRAM_USER, SCRAM_DB, "direct", "direct", {}),
-            ("scram-sha-256", SCRAM_USER, SCRAM_DB, "pooled", "role defaults", {}),
+            ("scram-sha-256", SCRAM_USER, SCRAM_DB, "pooled", "as deployed", {}),
             ("scram-sha-256", SCRAM_USER, SCRAM_DB, "pooled", "logging off", LOGGING_OFF),
             ("md5", MD5_USER, MD5_DB, "direct", "direct", {}),
-            ("md5", MD5_USER, MD5_DB, "pooled", "role defaults", {}),
+            ("md5", MD5_USER, MD5_DB, "pooled", "as deployed", {}),
             ("md5", MD5_USER, MD5_DB, "pooled", "auth_type=md5", {"auth_type": "md5"}),
             ("md5", MD5_USER, MD5_DB, "pooled", "auth_type=md5, logging off", {"auth_type": "md5", **LOGGING_OFF}),
             ("scram-sha-256", SCRAM_USER, SCRAM_DB, "pooled", "auth_type=md5", {"auth_type": "md5"}),
@@ -252,7 +259,7 @@ class Bench:
         for target, port in (("direct", 5432), ("pooled", 6432)):
             parsed = self.pgbench("persistent_%s_%s" % (SCRAM_USER, target), SCRAM_USER, SCRAM_DB, port, False, self.s.persistent_s)
             self.results["persistent"].append({"user": SCRAM_USER, "user_auth": "scram-sha-256", "db": SCRAM_DB, "target": target,
-                                               "port": port, "variant": "role defaults" if target == "pooled" else "direct", "pgbench": parsed})
+                                               "port": port, "variant": "as deployed" if target == "pooled" else "direct", "pgbench": parsed})
 
     # --- fan-in ---------------------------------------------------------------------------
     def memory(self) -> dict:
@@ -340,7 +347,8 @@ class Bench:
             try:
                 inventory = write_inventory("bench-prepare", names)
                 self.log("preparing %s (playbooks/lab/prepare.yml)" % ", ".join(names))
-                seconds, rc, output = ansible_playbook(inventory, "playbooks/lab/prepare.yml", timeout=self.s.ansible_timeout)
+                seconds, rc, output = ansible_playbook(inventory, "playbooks/lab/prepare.yml", timeout=self.s.ansible_timeout,
+                                                       extra=("--limit", ",".join([*names, "localhost"])))
                 (self.raw / ("prepare-%s.log" % "-".join(names))).write_text(output)
                 if rc != 0:
                     raise BenchError("prepare.yml failed on %s:\n%s" % (names, output[-3000:]))
@@ -409,8 +417,9 @@ class Bench:
             raise BenchError("lab/image.sh failed: %s" % base.stderr[-1500:])
         base = base.stdout.strip()
         digest = hashlib.sha256(base.encode())
-        for path in ("playbooks/lab/prepare.yml", "inventories/lab/group_vars/all.yml", "bench/run.py"):
-            digest.update((ROOT / path).read_bytes())
+        for path in sorted([*(ROOT / "playbooks" / "lab").rglob("*"), *(ROOT / "inventories" / "lab").rglob("*")]):
+            if path.is_file():
+                digest.update(path.read_bytes())
         image = "localhost/pgbouncer-lab-bench-prepared:%s" % digest.hexdigest()[:12]
         if subprocess.run(["podman", "image", "exists", image], timeout=30, check=False).returncode == 0:
             return image
@@ -418,7 +427,8 @@ class Bench:
         self.add_nodes([template])
         try:
             inventory = write_inventory("bench-template", [template])
-            seconds, rc, output = ansible_playbook(inventory, "playbooks/lab/prepare.yml", timeout=self.s.ansible_timeout)
+            seconds, rc, output = ansible_playbook(inventory, "playbooks/lab/prepare.yml", timeout=self.s.ansible_timeout,
+                                                   extra=("--limit", "%s,localhost" % template))
             (self.raw / "prepare-template.log").write_text(output)
             if rc != 0:
                 raise BenchError("prepare.yml failed on the template node %s:\n%s" % (template, output[-3000:]))
@@ -446,18 +456,28 @@ def plan_rounds(sizes: list[int], slots: int) -> list[list[int]]:
 
 
 def write_inventory(label: str, names: list[str]) -> Path:
-    """A generated inventory of `names` that uses inventories/lab/group_vars (linked, not copied).
+    """inventories/lab/hosts.yml with `names` as the only pgbouncer nodes, using the lab group_vars (linked).
 
-    It lives two levels under the checkout, as inventories/lab does, because the lab
-    group_vars find the ssh key and lab/connect relative to inventory_dir.
+    The other groups (app, outsiders, controller) stay, so the plays see the lab as it is;
+    callers limit prepare.yml to the new nodes and localhost. It lives two levels under the
+    checkout, as inventories/lab does, because the lab group_vars find the ssh key and
+    lab/connect relative to inventory_dir (LAB_ROOT is set as well).
     """
+    hosts = yaml.safe_load((ROOT / "inventories" / "lab" / "hosts.yml").read_text())
+    hosts["pgbouncer"]["hosts"] = {name: {"ansible_host": node_ip(name)} for name in names}
+    lab_nodes = set(yaml.safe_load((ROOT / "inventories" / "lab" / "hosts.yml").read_text())["pgbouncer"]["hosts"])
+    listed = set()
+    for group in hosts.values():
+        listed |= set((group or {}).get("hosts") or {})
+    if listed & lab_nodes:
+        raise BenchError("refusing an inventory that lists the lab's own nodes %s" % sorted(listed & lab_nodes))
     directory = ROOT / ".lab" / label
     directory.mkdir(parents=True, exist_ok=True)
     link = directory / "group_vars"
     if not link.is_symlink():
         link.symlink_to(Path("..") / ".." / "inventories" / "lab" / "group_vars")
-    hosts = {"pgbouncer": {"hosts": {name: {"ansible_host": node_ip(name)} for name in names}}, "postgres": {"children": {"pgbouncer": None}}}
-    (directory / "hosts.yml").write_text("# Generated by bench/run.py: fresh extra lab nodes.\n" + yaml.safe_dump(hosts, sort_keys=False))
+    (directory / "hosts.yml").write_text("# Generated by bench/run.py from inventories/lab/hosts.yml: fresh extra nodes.\n"
+                                         + yaml.safe_dump(hosts, sort_keys=False))
     return directory
 
 
