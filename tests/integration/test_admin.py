@@ -288,7 +288,8 @@ def hold_transaction(seconds):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_pause_timeout_resumes_what_it_paused(tmp_path, reportdb):
+@pytest.mark.parametrize("resume", [True, False])
+def test_pause_timeout_is_reported_and_resumed_on_request(tmp_path, reportdb, resume):
     holder = hold_transaction(45)
     try:
         deadline = time.monotonic() + 20
@@ -300,10 +301,13 @@ def test_pause_timeout_resumes_what_it_paused(tmp_path, reportdb):
         else:
             pytest.fail("the holding transaction never reached PostgreSQL")
         started = time.monotonic()
-        (result,) = run_admin(tmp_path, dict(ADMIN, command="PAUSE", db=DB, timeout=3))
-        assert result["failed"] and result["timed_out"] is True and result["resumed"] is True
+        (result,) = run_admin(tmp_path, dict(ADMIN, command="PAUSE", db=DB, timeout=3, resume_on_timeout=resume))
+        assert result["failed"] and result["timed_out"] is True and result["resumed"] is resume
         assert result["error_kind"] == "timeout" and "did not finish within timeout=3" in result["msg"]
-        assert database_row()["paused"] == "0"
+        # Left paused on request (the fixture resumes it), else resumed by the module.
+        assert database_row()["paused"] == ("0" if resume else "1")
+        if not resume:
+            assert "send RESUME yourself" in result["msg"]
         assert time.monotonic() - started < 45, "the module waited for the transaction instead of timing out"
     finally:
         _out, err = holder.communicate(timeout=120)

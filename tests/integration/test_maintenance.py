@@ -163,6 +163,9 @@ def test_restart_postgresql_under_load_fails_no_transaction(resumed_after):
     def transactions(start, end):
         return sum(tps for ts, tps in progress if start <= ts <= end)  # 1-second intervals: tps = count
 
+    print("pgbench: %d transactions, %d failed; %s paused %.1f s, %d transactions completed in that window"
+          % (result["processed"], result["failed"], db, window["last"] - window["first"],
+             transactions(window["first"], window["last"] + 1)))
     assert transactions(window["first"] - 5, window["first"]) > 0, "no load just before the PAUSE"
     assert transactions(window["first"], window["last"] + 1) > 0, "no transaction completed in the PAUSE window"
     assert transactions(window["last"] + 1, finished) > 0, "no load after the RESUME"
