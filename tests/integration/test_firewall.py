@@ -1,0 +1,215 @@
+"""The firewall role and ufw module on the lab: 6432 only from the app node, 5432 from the
+cluster (and, in the lab, the app node), SSH kept, idempotent, and a host taken out of the
+allowed list loses its access on the next run.
+
+Every wait is bounded: TCP connects and logins time out after 3 s. Tests that change a node
+(pg-srv2 only; the admin console tests use pg-srv3) put it back with site.yml and its
+defaults even when they fail, so the app node keeps 6432 on every node.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, NODES, OUTSIDER, ROOT, SSH_CONFIG, ansible_playbook, app_python, recap, ssh
+
+sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
+
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ufw  # noqa: E402
+
+NODE = "pg-srv2"
+IP = NODES[NODE]
+TAG = "pgbouncer.cluster"
+CONNECT_TIMEOUT = 3
+
+# Run on a client node: TCP connect to each (host, port), then for 6432/5432 a real query
+# as the lab's app user. Prints {"host:port": "ok" | "refused" | "timeout" | "error: ..."}.
+PROBE = r"""
+import json, socket, sys
+import psycopg
+timeout, user, password, db = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+result = {}
+for target in sys.argv[5:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except socket.timeout:
+        result[target] = "timeout"
+        continue
+    except ConnectionRefusedError:
+        result[target] = "refused"
+        continue
+    except OSError as exc:
+        result[target] = "error: %s" % exc
+        continue
+    if port in ("6432", "5432"):
+        try:
+            with psycopg.connect(host=host, port=int(port), user=user, password=password, dbname=db,
+                                 connect_timeout=timeout) as conn:
+                conn.execute("select 1").fetchone()
+        except Exception as exc:
+            result[target] = "connects, query fails: %s" % str(exc).strip()
+            continue
+    result[target] = "ok"
+print(json.dumps(result))
+"""
+
+
+def probe(client, *targets):
+    """{target: outcome} of connecting from `client` to each "host:port"."""
+    return app_python(PROBE, CONNECT_TIMEOUT, APP_USER, APP_PASSWORD, APP_DB, *targets, ip=client, timeout=60)
+
+
+def node_state(ip):
+    tuples = _ufw.parse_rules_file(ssh(ip, "cat /etc/ufw/user.rules").stdout, 4)
+    tuples += _ufw.parse_rules_file(ssh(ip, "cat /etc/ufw/user6.rules").stdout, 6)
+    return tuples
+
+
+def allowed_sources(ip, port):
+    return sorted(item.src for item in node_state(ip) if item.dport == str(port) and item.action == "allow")
+
+
+def converge(*extra, limit=NODE):
+    args = ["playbooks/site.yml"] + (["--limit", limit] if limit else []) + list(extra)
+    result = ansible_playbook(*args)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.fixture
+def restore_node():
+    """Whatever the test did to pg-srv2's firewall, site.yml with the defaults undoes it."""
+    yield
+    converge()
+    assert probe(APP, "%s:6432" % IP) == {"%s:6432" % IP: "ok"}, "app lost 6432 on %s" % NODE
+
+
+# --- enabling keeps the controller in ---------------------------------------------------------
+
+
+def test_enabling_from_scratch_keeps_ssh_and_an_open_session(restore_node):
+    """ufw reset (inactive, no rules) on pg-srv2, then site.yml enables it again: an ssh
+    session opened before enabling still answers afterwards, and new connections get in."""
+    ssh(IP, "ufw --force reset >/dev/null && ufw status")
+    assert ssh(IP, "ufw status").stdout.splitlines()[0] == "Status: inactive"
+    assert node_state(IP) == []
+    session = subprocess.Popen(
+        ["ssh", "-F", str(SSH_CONFIG), "-o", "ControlMaster=no", "-o", "ControlPath=none", IP,
+         "read line; echo still here: $line"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        out = converge("--diff")
+        assert "+# status: active" in out
+        assert "+ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh'" in out
+        assert "Check that the controller still gets in over a new connection" in out
+        stdout, _ = session.communicate("ping\n", timeout=20)
+        assert stdout.strip() == "still here: ping"
+    finally:
+        if session.poll() is None:
+            session.kill()
+    fresh = subprocess.run(["ssh", "-F", str(SSH_CONFIG), "-o", "ControlMaster=no", "-o", "ControlPath=none", IP, "echo in"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    assert fresh.stdout.strip() == "in", fresh.stderr
+    assert ssh(IP, "ufw status").stdout.splitlines()[0] == "Status: active"
+
+
+# --- what runs on every node ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(NODES))
+def test_ufw_is_active_with_deny_and_only_tagged_rules(name):
+    ip = NODES[name]
+    assert ssh(ip, "ufw status").stdout.splitlines()[0] == "Status: active"
+    assert _ufw.incoming_policy(_ufw.parse_defaults(ssh(ip, "cat /etc/default/ufw").stdout)) == "deny"
+    assert "ENABLED=yes" in ssh(ip, "cat /etc/ufw/ufw.conf").stdout
+    rules = sorted(_ufw.show_line(item) for item in node_state(ip))
+    cluster = sorted([*NODES.values(), APP])
+    assert rules == sorted(
+        ["ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh'",
+         "ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh' (v6)",
+         "ufw allow in proto tcp from %s to any port 6432 comment 'pgbouncer.cluster: pgbouncer'" % APP]
+        + ["ufw allow in proto tcp from %s to any port 5432 comment 'pgbouncer.cluster: postgres'" % src for src in cluster]
+    )
+
+
+def test_app_node_reaches_pgbouncer_and_postgres_on_every_node():
+    targets = ["%s:%d" % (ip, port) for ip in NODES.values() for port in (6432, 5432)]
+    assert probe(APP, *targets) == dict.fromkeys(targets, "ok")
+
+
+def test_outsider_is_kept_out_of_pgbouncer_and_postgres_but_the_network_works():
+    closed = ["%s:%d" % (ip, port) for ip in NODES.values() for port in (6432, 5432)]
+    ssh_ports = ["%s:22" % ip for ip in NODES.values()]
+    outcome = probe(OUTSIDER, *closed, *ssh_ports)
+    assert {target: outcome[target] for target in ssh_ports} == dict.fromkeys(ssh_ports, "ok")
+    assert {target: outcome[target] for target in closed} == dict.fromkeys(closed, "timeout")  # deny drops
+
+
+def test_cluster_nodes_reach_each_others_postgres():
+    ips = sorted(NODES.values())
+    source, targets = ips[0], ["%s:5432" % ip for ip in ips[1:]]
+    assert probe(source, *targets) == dict.fromkeys(targets, "ok")
+
+
+# --- idempotence, check mode, removing a host --------------------------------------------------
+
+
+def changed_tasks(output):
+    """Names of the tasks and handlers that reported changed, in the order they ran."""
+    names, current = [], None
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            current = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed:") and current not in names:
+            names.append(current)
+    return names
+
+
+# Other engineers' tests create roles and change passwords in the lab's PostgreSQL while
+# these run: the pgbouncer role then rightly rewrites userlist.txt and reloads. Only those
+# two may report a change that is not this run's doing.
+CONCURRENT = {"pgbouncer.cluster.pgbouncer : Write the auth_file from pg_shadow", "pgbouncer.cluster.pgbouncer : Reload pgbouncer"}
+
+
+def test_rerun_changes_nothing():
+    out = converge(limit=None)
+    stats = recap(out)
+    assert sorted(stats) == sorted(NODES)
+    assert all(values["failed"] == 0 and values["unreachable"] == 0 for values in stats.values()), stats
+    changed = changed_tasks(out)
+    assert [name for name in changed if name.startswith("pgbouncer.cluster.firewall")] == []
+    assert set(changed) <= CONCURRENT, changed
+    if not changed:
+        assert {host: values["changed"] for host, values in stats.items()} == dict.fromkeys(NODES, 0)
+
+
+def test_check_mode_reports_and_changes_nothing():
+    before = ssh(IP, "cat /etc/ufw/user.rules /etc/ufw/user6.rules").stdout
+    out = converge("--check", "--diff", "-e", json.dumps({"pgbouncer_allowed_sources": [OUTSIDER]}))
+    assert "-ufw allow in proto tcp from %s to any port 6432 comment 'pgbouncer.cluster: pgbouncer'" % APP in out
+    assert "+ufw allow in proto tcp from %s to any port 6432 comment 'pgbouncer.cluster: pgbouncer'" % OUTSIDER in out
+    assert ssh(IP, "cat /etc/ufw/user.rules /etc/ufw/user6.rules").stdout == before
+    assert probe(OUTSIDER, "%s:6432" % IP) == {"%s:6432" % IP: "timeout"}
+
+
+def test_taking_the_app_host_out_closes_6432_to_it(restore_node):
+    """pgbouncer_allowed_sources without the app node (and with the outsider instead): the
+    next run closes 6432 on pg-srv2 to the app node and opens it to the outsider; the
+    defaults (restore_node) swap them back."""
+    converge("-e", json.dumps({"pgbouncer_allowed_sources": [OUTSIDER]}))
+    assert allowed_sources(IP, 6432) == [OUTSIDER]
+    assert probe(APP, "%s:6432" % IP, "%s:5432" % IP) == {"%s:6432" % IP: "timeout", "%s:5432" % IP: "ok"}
+    assert probe(OUTSIDER, "%s:6432" % IP) == {"%s:6432" % IP: "ok"}
+    # Only pg-srv2 changed.
+    other = next(ip for name, ip in sorted(NODES.items()) if name != NODE)
+    assert probe(APP, "%s:6432" % other) == {"%s:6432" % other: "ok"}
+
+    converge()
+    assert allowed_sources(IP, 6432) == [APP]
+    assert probe(OUTSIDER, "%s:6432" % IP) == {"%s:6432" % IP: "timeout"}
