@@ -9,6 +9,7 @@ one that logged in open, each running `SELECT 1` about every `interval` seconds,
 
 With `admin` (a conninfo for PgBouncer's console), samples SHOW POOLS and SHOW SERVERS
 every `sample_every` seconds during the hold; the console is exempt from max_client_conn.
+Queries and latencies are counted during the hold only.
 Every step is bounded: connect_timeout per login, `ramp_timeout` for all logins, and the
 hold. Passwords come from ~/.pgpass.
 """
@@ -49,6 +50,7 @@ class FanIn:
         self.attempted = 0
         self.connected = 0
         self.queries = 0
+        self.holding = False
         self.latencies: list[float] = []
         self.stop = asyncio.Event()
         self.ramp_done = asyncio.Event()
@@ -89,8 +91,9 @@ class FanIn:
                 except Exception as exc:  # noqa: BLE001
                     self.query_errors[message(exc)] += 1
                     break
-                self.latencies.append(time.perf_counter() - start)
-                self.queries += 1
+                if self.holding:
+                    self.latencies.append(time.perf_counter() - start)
+                    self.queries += 1
         finally:
             self.open -= 1
             # Closing at the end: the counts are already taken.
@@ -153,10 +156,12 @@ class FanIn:
             await asyncio.wait_for(self.ramp_done.wait(), cfg["ramp_timeout"])
         ramp_s = time.monotonic() - started
         open_at_hold = self.open
+        self.holding = True
         print("HOLD %d" % open_at_hold, flush=True)
         sampler = asyncio.create_task(self.sample_admin()) if cfg.get("admin") else None
         await asyncio.sleep(cfg["hold"])
         open_at_end = self.open
+        self.holding = False
         self.stop.set()
         done, pending = await asyncio.wait(tasks + ([sampler] if sampler else []), timeout=30)
         for task in pending:

@@ -356,6 +356,32 @@ def _bars(ax, bars, ylabel: str, title: str, log: bool = False) -> None:
     ax.tick_params(axis="x", labelsize=8)
 
 
+README_HEAD = """\
+# `make bench`: PgBouncer against direct PostgreSQL, on the lab
+
+This page is written by `make bench` (bench/run.py) from its latest published run, except
+[findings.md](findings.md), which a person writes after reading the numbers. The raw data of
+the run is [results.json](results.json).
+
+What it runs, all from the lab's app node to one PostgreSQL node (`BENCH_NODE`, default
+pg-srv1): pgbench `-C -S` (a new connection per transaction) and `-S` (persistent), 20
+clients, to PostgreSQL on 5432 (direct) and to PgBouncer on 6432 of the same node (pooled),
+for a scram-sha-256 user and an md5 user; the same churn with PgBouncer's
+log_connections/log_disconnections off and with auth_type=md5 (set through the admin console,
+set back afterwards); 1000 clients held open through the node (`bench/fanin_client.py`),
+counting errors, PgBouncer's server connections (SHOW POOLS/SHOW SERVERS) and the memory of
+the PostgreSQL backends; and site.yml on fresh extra lab nodes (cold, then warm) for each lab
+size. `BENCH_*` variables (see bench/run.py) set the durations, the node and the phases.
+
+"""
+
+
+def readme(markdown_text: str, findings: str) -> str:
+    """docs/bench/README.md: the fixed introduction, the findings, the latest table and the plot."""
+    body = "\n".join("#" + line if line.startswith("#") else line for line in markdown_text.splitlines())
+    return README_HEAD + findings.strip() + "\n\n" + body.strip() + "\n\n![Latest bench](bench.png)\n"
+
+
 def main() -> None:
     """Re-render results.md and bench.png of a run directory from its results.json."""
     directory = Path(sys.argv[1] if len(sys.argv) > 1 else "bench-results/latest")

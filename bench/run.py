@@ -77,7 +77,7 @@ class Settings:
         self.fanin_s = env_int("BENCH_FANIN_SECONDS", 30)
         self.fanin_interval = env_float("BENCH_FANIN_INTERVAL", 0.5)
         self.fanin_concurrency = env_int("BENCH_FANIN_CONCURRENCY", 50)
-        self.fanin_ramp_timeout = env_int("BENCH_FANIN_RAMP_TIMEOUT", 120)
+        self.fanin_ramp_timeout = env_int("BENCH_FANIN_RAMP_TIMEOUT", 180)
         self.ansible_sizes = [int(n) for n in os.environ.get("BENCH_ANSIBLE_SIZES", "3,6").split(",") if n.strip()]
         self.ansible_timeout = env_int("BENCH_ANSIBLE_TIMEOUT", 900)
         self.out = Path(os.environ.get("BENCH_OUT", ROOT / "bench-results"))
@@ -482,11 +482,14 @@ def write_inventory(label: str, names: list[str]) -> Path:
 
 
 def publish(out: Path, markdown: str) -> None:
+    """Copy the table, plot and data of a complete run to docs/bench/, and write its README."""
     docs = ROOT / "docs" / "bench"
     docs.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "bench.png", docs / "bench.png")
     shutil.copy(out / "results.json", docs / "results.json")
     (docs / "results.md").write_text(markdown)
+    findings = docs / "findings.md"
+    (docs / "README.md").write_text(report.readme(markdown, findings.read_text() if findings.exists() else ""))
 
 
 def main() -> int:
