@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Check a candidate pgbouncer.ini by starting the real pgbouncer on it, away from the live one.
 
 Usage: pgbouncer-check-config [--user postgres] [--timeout 3] FILE
@@ -21,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+
 
 # Settings moved out of the live instance's way; the rest of the file is checked as it is.
 def overrides(directory, port):
@@ -97,7 +97,7 @@ def main():
         lines, up, ended = [], threading.Event(), threading.Event()
         reader = threading.Thread(target=read_log, args=(proc.stdout, lines, up, ended), daemon=True)
         reader.start()
-        for _ in range(int(args.timeout * 20)):
+        for _attempt in range(int(args.timeout * 20)):
             if up.is_set() or ended.is_set():
                 break
             time.sleep(0.05)
