@@ -1,0 +1,154 @@
+"""Issue 5 on the lab: [databases]/[users] entries, TLS, version-gated keys, the dry start
+before apply, pool sizing, auth_query, and bad input refused before any node changes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import APP_DB, APP_PASSWORD, APP_USER, NODES, ansible_playbook, app_python, psql, recap, ssh
+
+NODE = "pg-srv3"
+IP = NODES[NODE]
+
+CONNECT = r"""
+import json, sys
+import psycopg
+host, db, sslmode = sys.argv[1:4]
+try:
+    with psycopg.connect(host=host, port=6432, dbname=db, user=sys.argv[4], password=sys.argv[5], sslmode=sslmode,
+                         sslrootcert="/root/lab-ca.crt", connect_timeout=10) as conn:
+        row = conn.execute("SELECT current_database(), inet_server_addr()::text").fetchone()
+        print(json.dumps({"ok": True, "db": row[0], "server": row[1].split("/")[0]}))
+except Exception as exc:
+    print(json.dumps({"ok": False, "error": str(exc)}))
+"""
+
+
+def connect(host, db=APP_DB, sslmode="disable", user=APP_USER, password=APP_PASSWORD):
+    return app_python(CONNECT, host, db, sslmode, user, password)
+
+
+def version(ip=IP):
+    return tuple(int(part) for part in ssh(ip, "pgbouncer --version").stdout.split()[1].split(".")[:2])
+
+
+def console(ip, command):
+    out = ssh(ip, "runuser -u postgres -- psql -XAt -F '|' -h /var/run/postgresql -p 6432 -U pgbouncer pgbouncer -c %s" % json.dumps(command)).stdout
+    return [line.split("|") for line in out.splitlines()]
+
+
+def state(ip=IP):
+    """What must not move when input is refused: config files and the process."""
+    files = ssh(ip, "sha256sum /etc/pgbouncer/pgbouncer.ini /etc/pgbouncer/userlist.txt").stdout
+    return files, ssh(ip, "systemctl show -p MainPID --value pgbouncer").stdout.strip()
+
+
+def converge(*extra, limit=NODE):
+    result = ansible_playbook("playbooks/site.yml", "--limit", limit, *extra)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return result
+
+
+@pytest.fixture
+def restore_node():
+    yield
+    converge()
+
+
+@pytest.mark.parametrize("name", sorted(NODES))
+def test_clients_connect_with_verify_full(name):
+    result = connect(NODES[name], sslmode="verify-full")
+    assert result == {"ok": True, "db": APP_DB, "server": NODES[name]}
+
+
+def test_plain_client_still_connects_with_tls_prefer_on_the_pooler():
+    assert connect(NODES["pg-srv1"], sslmode="disable")["ok"]
+
+
+def test_read_only_alias_goes_to_another_node():
+    result = connect(NODES["pg-srv1"], db="appdb_ro")
+    assert result == {"ok": True, "db": APP_DB, "server": NODES["pg-srv2"]}
+
+
+def test_users_section_sets_a_per_user_pool_mode():
+    users = {row[0]: row for row in console(IP, "SHOW USERS")}
+    assert users["report_user"][1] == "session"
+
+
+def test_defaults_only_newer_versions_know_are_written_only_for_them():
+    ini = ssh(IP, "cat /etc/pgbouncer/pgbouncer.ini").stdout
+    assert ("max_prepared_statements = 200" in ini) == (version() >= (1, 21))
+
+
+def test_a_config_pgbouncer_refuses_never_reaches_the_node():
+    """Known key, bad value: only the dry start of the real pgbouncer can tell."""
+    before = state()
+    result = ansible_playbook("playbooks/site.yml", "--limit", NODE, "-e", json.dumps({"pgbouncer_extra_settings": {"tcp_keepidle": "soon"}}))
+    assert result.returncode != 0
+    assert "pgbouncer would not start" in result.stdout and "for parameter tcp_keepidle" in result.stdout
+    assert state() == before
+    assert connect(IP)["ok"]
+
+
+def test_auth_query_replaces_the_full_userlist(restore_node):
+    extra = {"pgbouncer_auth_query_enabled": True}
+    if version() >= (1, 20):
+        extra["pgbouncer_auth_dbname"] = "postgres"
+    converge("-e", json.dumps(extra))
+    userlist = ssh(IP, "cat /etc/pgbouncer/userlist.txt").stdout
+    assert sorted(line.split('" ')[0].strip('"') for line in userlist.splitlines()) == ["pgbouncer", "pgbouncer_auth", "stats_user"]
+    # app_user is not in the auth_file, yet logs in: PgBouncer asked PostgreSQL.
+    assert connect(IP) == {"ok": True, "db": APP_DB, "server": IP}
+    lookup_db = "postgres" if "pgbouncer_auth_dbname" in extra else APP_DB
+    rows = psql(IP, """\\c %s
+SELECT p.prosecdef, array_to_string(p.proconfig, ';'),
+       has_function_privilege('app_user', p.oid, 'EXECUTE'), has_function_privilege('pgbouncer_auth', p.oid, 'EXECUTE')
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgbouncer' AND p.proname = 'user_lookup'""" % lookup_db)
+    assert rows == [["t", "search_path=pg_catalog, pg_temp", "f", "t"]]
+    # A superuser is never looked up, so it cannot log in through the pooler this way.
+    assert psql(IP, "\\c %s\nSELECT count(*) FROM pgbouncer.user_lookup('postgres') WHERE passwd IS NOT NULL" % lookup_db) == [["0"]]
+
+
+BAD_INPUTS = [
+    ("pool-mode-enum", {"pgbouncer_pool_mode": "transactoin"}, "pgbouncer_pool_mode"),
+    ("auth-type-enum", {"pgbouncer_auth_type": "scram"}, "pgbouncer_auth_type"),
+    ("tls-mode-enum", {"pgbouncer_client_tls_sslmode": "on"}, "pgbouncer_client_tls_sslmode"),
+    ("negative-pool-size", {"pgbouncer_default_pool_size": -5}, "pgbouncer_default_pool_size must be at least 0"),
+    ("port-range", {"pgbouncer_listen_port": 70000}, "pgbouncer_listen_port must be between 1 and 65535"),
+    ("bad-ipv4", {"pgbouncer_listen_addr": "10.129.0.999"}, "pgbouncer_listen_addr must be"),
+    ("not-an-address", {"pgbouncer_listen_addr": "my pooler"}, "pgbouncer_listen_addr must be"),
+    ("bad-wildcard-host", {"pgbouncer_database_wildcard_host": "db host!"}, "pgbouncer_database_wildcard_host must be"),
+    ("bad-cidr", {"pgbouncer_allowed_sources": ["10.129.0.0/33"]}, "pgbouncer_allowed_sources"),
+    ("duplicate-database", {"pgbouncer_databases": [{"name": "a", "host": "10.129.0.21"}, {"name": "a", "host": "10.129.0.22"}]},
+     "duplicate database name a"),
+    ("database-without-host", {"pgbouncer_databases": [{"name": "a", "dbname": "appdb"}]}, "pgbouncer_databases"),
+    ("database-pool-mode", {"pgbouncer_databases": [{"name": "a", "host": "10.129.0.21", "pool_mode": "sesion"}]}, "pgbouncer_databases"),
+    ("database-port", {"pgbouncer_databases": [{"name": "a", "host": "10.129.0.21", "port": 0}]}, "pgbouncer_databases[0] (a): port"),
+    ("duplicate-user", {"pgbouncer_users": [{"name": "u"}, {"name": "u"}]}, "pgbouncer_users[1] (u): duplicate user name"),
+    ("tls-without-files", {"pgbouncer_client_tls_sslmode": "require", "pgbouncer_client_tls_key_file": "", "pgbouncer_client_tls_cert_file": ""},
+     "pgbouncer_client_tls_sslmode require needs pgbouncer_client_tls_key_file"),
+    ("verify-without-ca", {"pgbouncer_server_tls_sslmode": "verify-full"}, "pgbouncer_server_tls_sslmode verify-full needs pgbouncer_server_tls_ca_file"),
+    ("key-without-cert", {"pgbouncer_server_tls_key_file": "/etc/ssl/private/x.key"}, "pgbouncer_server_tls_key_file and pgbouncer_server_tls_cert_file go together"),
+    ("min-over-default", {"pgbouncer_min_pool_size": 30}, "pgbouncer_min_pool_size 30 is larger than pgbouncer_default_pool_size 20"),
+    ("nofile-below-clients", {"pgbouncer_limit_nofile": 500}, "pgbouncer_limit_nofile 500 leaves no file descriptors"),
+    ("extra-duplicates-a-variable", {"pgbouncer_extra_settings": {"pool_mode": "session"}}, "pgbouncer_extra_settings.pool_mode: set it with pgbouncer_pool_mode"),
+    ("auth-query-without-param", {"pgbouncer_auth_query_enabled": True, "pgbouncer_auth_query": "SELECT usename, passwd FROM pg_shadow"},
+     "pgbouncer_auth_query must take the user name as $1"),
+    ("key-unknown-to-version", {"pgbouncer_extra_settings": {"not_a_pgbouncer_key": 1}},
+     "pgbouncer_extra_settings.not_a_pgbouncer_key: PgBouncer 1."),
+    ("admin-not-in-userlist", {"pgbouncer_admin_users": ["pgbouncer", "nobody_here"]}, "pgbouncer_admin_users: nobody_here will not be in the auth_file"),
+    ("pool-over-max-connections", {"pgbouncer_max_db_connections": 0}, "pool sizing: the poolers can open"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_refused_before_any_node_changes(extra, message):
+    before = {name: state(ip) for name, ip in NODES.items()}
+    result = ansible_playbook("playbooks/site.yml", "-e", json.dumps(extra))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in output, output[-3000:]
+    assert all(stats["changed"] == 0 for stats in recap(result.stdout).values()), recap(result.stdout)
+    assert {name: state(ip) for name, ip in NODES.items()} == before
