@@ -276,8 +276,13 @@ class Console:
         self.conn.close()
 
     def run(self, text, timeout=0):
-        """(status, columns, rows as dicts) of one command; raises ConsoleError/ConsoleTimeout/ConnectionLost."""
+        """(command tag, column names, column type oids, raw rows) of one command.
+
+        Raises ConsoleError, ConsoleTimeout or ConnectionLost.
+        """
         results = self._exchange(text, timeout)
+        if not results:
+            return "", [], [], []
         for res in results:
             if res.status == psycopg.pq.ExecStatus.FATAL_ERROR:
                 raise ConsoleError(_error_text(res))

@@ -59,10 +59,19 @@ with psycopg.connect(host=host, port=6432, dbname="pgbouncer", user="pgbouncer",
 """
 
 
-def warm_up(db):
-    """A real query through every node's PgBouncer, so that each one knows db."""
+def warm_up(db, attempts=20):
+    """A real query through every node's PgBouncer, so that each one knows db.
+
+    Retried: other tests on the shared lab (firewall ones) may block the app node for a while.
+    """
     for ip in NODES.values():
-        ssh(APP, "psql -XAtq 'host=%s port=6432 dbname=%s user=%s' -c 'select 1'" % (ip, db, APP_USER))
+        command = "psql -XAtq 'host=%s port=6432 dbname=%s user=%s connect_timeout=5' -c 'select 1'" % (ip, db, APP_USER)
+        for _attempt in range(attempts):
+            if ssh(APP, "timeout 15 " + command, check=False, timeout=60).returncode == 0:
+                break
+            time.sleep(5)
+        else:
+            pytest.fail("no query through %s's PgBouncer to %s for %d attempts" % (ip, db, attempts))
 
 
 def paused_anywhere(db):
