@@ -12,6 +12,18 @@ phase ends, and checked again at the very end, whatever happened. Output goes to
 bench-results/<UTC time>/ (results.json, results.md, bench.png, raw/); bench-results/latest
 points at the last complete run, and docs/bench/ gets its table and plot (BENCH_PUBLISH=0 to
 skip). If the lab is not up, or any phase cannot run, the bench stops with a non-zero exit.
+
+Settings (environment):
+  BENCH_NODE=pg-srv1           the PostgreSQL+PgBouncer node measured (pg-srvN or 10.129.0.x)
+  BENCH_PHASES=churn,persistent,fanin,ansible
+  BENCH_CLIENTS=20 BENCH_THREADS=2 BENCH_SCALE=1     pgbench -c, -j, and -i -s
+  BENCH_CHURN_SECONDS=10 BENCH_PERSISTENT_SECONDS=10 pgbench -T of each run
+  BENCH_SSLMODE=disable        libpq sslmode of every client (prefer: TLS wherever offered)
+  BENCH_FANIN_CLIENTS=1000 BENCH_FANIN_SECONDS=20 BENCH_FANIN_INTERVAL=0.5
+  BENCH_FANIN_CONCURRENCY=50 BENCH_FANIN_RAMP_TIMEOUT=180   logins at a time, and for all of them
+  BENCH_ANSIBLE_SIZES=3,6      lab sizes converged from fresh nodes (extra nodes pg-srv4..10)
+  BENCH_ANSIBLE_TIMEOUT=900    per ansible-playbook run
+  BENCH_OUT=bench-results BENCH_PUBLISH=1
 """
 
 from __future__ import annotations
@@ -70,11 +82,11 @@ class Settings:
         self.phases = [p.strip() for p in os.environ.get("BENCH_PHASES", "churn,persistent,fanin,ansible").split(",") if p.strip()]
         self.clients = env_int("BENCH_CLIENTS", 20)
         self.threads = env_int("BENCH_THREADS", 2)
-        self.churn_s = env_int("BENCH_CHURN_SECONDS", 15)
-        self.persistent_s = env_int("BENCH_PERSISTENT_SECONDS", 15)
+        self.churn_s = env_int("BENCH_CHURN_SECONDS", 10)
+        self.persistent_s = env_int("BENCH_PERSISTENT_SECONDS", 10)
         self.scale = env_int("BENCH_SCALE", 1)
         self.fanin_clients = env_int("BENCH_FANIN_CLIENTS", 1000)
-        self.fanin_s = env_int("BENCH_FANIN_SECONDS", 30)
+        self.fanin_s = env_int("BENCH_FANIN_SECONDS", 20)
         self.fanin_interval = env_float("BENCH_FANIN_INTERVAL", 0.5)
         self.fanin_concurrency = env_int("BENCH_FANIN_CONCURRENCY", 50)
         self.fanin_ramp_timeout = env_int("BENCH_FANIN_RAMP_TIMEOUT", 180)
@@ -178,6 +190,11 @@ class Bench:
         app = ssh(self.s.app, "pgbench --version", timeout=30).stdout.strip()
         ansible = subprocess.run(["ansible", "--version"], capture_output=True, text=True, timeout=60, check=False).stdout.splitlines()
         git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "roles", "playbooks", "plugins", "inventories"],
+                               capture_output=True, text=True, timeout=30, check=False).stdout.split("\n")
+        dirty = [line[3:] for line in dirty if line.strip()]
+        if dirty:
+            self.log("WARNING: the role/playbooks/inventories have uncommitted changes; the ansible phase measures them: %s" % dirty)
         defaults = yaml.safe_load((ROOT / "roles" / "pgbouncer" / "defaults" / "main.yml").read_text())
         differs = {}
         for key in ROLE_KEYS:
@@ -189,7 +206,8 @@ class Bench:
             self.log("WARNING: PgBouncer on %s does not run the role defaults: %s" % (self.s.node, differs))
         self.results["meta"] = {
             "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "git": git,
+            "git": git + (" (uncommitted changes in %d files)" % len(dirty) if dirty else ""),
+            "git_dirty": dirty,
             "node": self.s.node,
             "node_ip": self.ip,
             "app_ip": self.s.app,
