@@ -13,10 +13,10 @@ description:
   - Every rule the module writes carries a comment that starts with O(tag). In O(exclusive) mode,
     every other rule carrying that tag on the same ports is removed, so that dropping a host from
     a source list also closes the port to it. Rules without the tag are never removed that way.
-  - The current rules are read from ufw's own files, the C(### tuple ###) lines of
+  - "The current rules are read from ufw's own files, the C(### tuple ###) lines of
     C(/etc/ufw/user.rules) and C(/etc/ufw/user6.rules); the default policy from
     C(/etc/default/ufw); whether ufw runs from C(/etc/ufw/ufw.conf) and the first line of
-    C(ufw status). Nothing else of ufw's display output is read.
+    C(ufw status). Nothing else of ufw's display output is read."
   - Every rule is validated (addresses, CIDRs, ports, ranges, protocols, comments) before any
     command runs; one message lists all problems.
   - Changes are made with the C(ufw) command line only, without a shell. New rules are added
@@ -71,8 +71,8 @@ options:
         default: in
       comment:
         description:
-          - Written after O(tag) and V(": ") in the rule's ufw comment. Single quotes and control
-            characters are refused (ufw does not take them).
+          - 'Written after O(tag) and a colon in the rule''s ufw comment, as in C(pgbouncer.cluster: pgbouncer).
+            Single quotes and control characters are refused (ufw does not take them).'
         type: str
         default: ''
       state:
@@ -111,8 +111,8 @@ options:
     choices: [allow, deny, reject]
   ssh_port:
     description:
-      - SSH port allowed (tcp, from any, comment O(tag) V(": ssh")) before ufw is enabled, so that
-        enabling does not lock the controller out. Used when O(enabled=true).
+      - SSH port allowed (tcp, from any, with the comment O(tag) then C(ssh)) before ufw is
+        enabled, so that enabling does not lock the controller out. Used when O(enabled=true).
       - Pass the port Ansible connects to, such as C(ansible_port).
     type: int
     default: 22
@@ -125,7 +125,7 @@ attributes:
     description: The rules (one ufw command line each), status and incoming policy, before and after.
 notes:
   - Needs root and the C(ufw) package. Rules are appended in ufw's order (first match wins).
-  - For ufw, two rules that differ only in action, logging or comment are the same rule: adding
+  - For ufw, two rules that differ only in action, logging or comment are the same rule, and adding
     one replaces the other in place. So the module refuses such a pair in O(rules), and a wanted
     rule replaces an existing one rather than being added next to it.
   - Rules with interfaces, logging, source ports, application profiles and routed rules are
