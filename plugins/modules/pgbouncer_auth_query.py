@@ -17,7 +17,7 @@ description:
     superuser through the pooler.
   - Reports changed only when a database lacked the function, had a different definition, or had other grants.
 version_added: 0.1.0
-author: pgbouncer.cluster contributors
+author: pgbouncer.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - pgbouncer.cluster.connection
 options:
@@ -57,6 +57,7 @@ attributes:
     description: Reports the databases that would change and the SQL that would run there.
   diff_mode:
     support: none
+    description: No diff; C(changed) says whether the function was created or replaced.
 """
 
 EXAMPLES = r"""

@@ -15,7 +15,7 @@ description:
   - The pgbouncer role uses it to check pool sizing across all poolers and that console users are in the
     auth_file, before it changes anything.
 version_added: 0.1.0
-author: pgbouncer.cluster contributors
+author: pgbouncer.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - pgbouncer.cluster.connection
 options:
@@ -37,6 +37,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: It only reads, so there is no diff.
 """
 
 EXAMPLES = r"""

@@ -75,7 +75,7 @@ def rewrite(text, settings):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--user", default="postgres", help="OS user PgBouncer runs as")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds PgBouncer may take to come up")
     parser.add_argument("--pgbouncer", default=shutil.which("pgbouncer") or "/usr/sbin/pgbouncer")
