@@ -51,7 +51,7 @@ def pooler_demand(pooler):
         demand[str(entry["host"])] = (total + count, parts + ["%s: %s = %d" % (entry["name"], text, count)])
     per_user = _int(pooler.get("max_user_connections"))
     users = len(pooler["users"])
-    for host, (total, parts) in demand.items():
+    for host, (total, _parts) in demand.items():
         if per_user and users * per_user < total:
             demand[host] = (users * per_user, ["max_user_connections %d x %d users" % (per_user, users)])
     return demand
