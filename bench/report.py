@@ -66,6 +66,8 @@ def summarize(results: dict) -> dict:
         on = tps(find(churn, user_auth=auth, target="pooled", variant=base))
         off = tps(find(churn, user_auth=auth, target="pooled", variant=LOGGING_OFF[base]))
         ratios["logging_on_over_off_" + ("scram" if auth != "md5" else "md5")] = ratio(on, off)
+    ratios["server_reset_query_on_over_off_md5"] = ratio(
+        tps(md5_auth), tps(find(churn, user_auth="md5", target="pooled", variant="auth_type=md5, no server_reset_query")))
     scram_with_md5 = tps(find(churn, user_auth="scram-sha-256", target="pooled", variant="auth_type=md5"))
     ratios["churn_scram_under_auth_type_md5"] = ratio(scram_with_md5, direct_scram)
 
@@ -181,11 +183,11 @@ def markdown(results: dict, summary: dict) -> str:
         out.append("## Churn: `pgbench -C -S`, a new connection per transaction (tps)")
         out.append("")
         out.append("| User (password) | Direct 5432 | Pooled 6432, as deployed | Pooled, logging off | Pooled, auth_type=md5 "
-                   "| Pooled, auth_type=md5, logging off |")
-        out.append("|---|---|---|---|---|---|")
+                   "| Pooled, auth_type=md5, logging off | Pooled, auth_type=md5, server_reset_query='' |")
+        out.append("|---|---|---|---|---|---|---|")
         for auth, user in (("scram-sha-256", "app_user"), ("md5", "report_user")):
             cells = [_tps_cell(find(churn, user_auth=auth, target="direct"))]
-            for variant in ("as deployed", "logging off", "auth_type=md5", "auth_type=md5, logging off"):
+            for variant in ("as deployed", "logging off", "auth_type=md5", "auth_type=md5, logging off", "auth_type=md5, no server_reset_query"):
                 cells.append(_tps_cell(find(churn, user_auth=auth, target="pooled", variant=variant)))
             out.append("| %s (%s) | %s |" % (user, auth, " | ".join(cells)))
         out.append("")
@@ -258,6 +260,7 @@ def ratio_lines(summary: dict) -> list[str]:
         "persistent": "persistent",
         "logging_on_over_off_scram": "PgBouncer log_connections+log_disconnections on/off, churn, scram user (pooled/pooled)",
         "logging_on_over_off_md5": "PgBouncer log_connections+log_disconnections on/off, churn, md5 user (pooled/pooled)",
+        "server_reset_query_on_over_off_md5": "server_reset_query as deployed / empty, churn, md5 user (pooled/pooled)",
     }
     lines = []
     for key, label in labels.items():

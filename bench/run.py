@@ -14,7 +14,9 @@ points at the last complete run, and docs/bench/ gets its table and plot (BENCH_
 skip). If the lab is not up, or any phase cannot run, the bench stops with a non-zero exit.
 
 Settings (environment):
-  BENCH_NODE=pg-srv1           the PostgreSQL+PgBouncer node measured (pg-srvN or 10.129.0.x)
+  BENCH_NODE=pg-srv1           the PostgreSQL+PgBouncer node measured (pg-srvN or 10.129.0.x), or
+                               "fresh": a new node (pg-srv10) prepared and converged like the lab,
+                               removed at the end (leaves pg-srv1..3 alone; about 2 minutes more)
   BENCH_PHASES=churn,persistent,fanin,ansible
   BENCH_CLIENTS=20 BENCH_THREADS=2 BENCH_SCALE=1     pgbench -c, -j, and -i -s
   BENCH_CHURN_SECONDS=10 BENCH_PERSISTENT_SECONDS=10 pgbench -T of each run
@@ -117,7 +119,11 @@ class Bench:
         self.out = out
         self.raw = out / "raw"
         self.raw.mkdir(parents=True, exist_ok=True)
-        self.ip = node_ip(settings.node)
+        # "fresh": a node of its own (the last extra slot), made by setup_fresh_node().
+        self.fresh = settings.node == "fresh"
+        if self.fresh:
+            self.s.node = "pg-srv%d" % LAST_SLOT
+        self.ip = node_ip(self.s.node)
         self.config: dict[str, str] = {}
         self.touched: set[str] = set()
         self.results: dict = {"meta": {}, "churn": [], "persistent": [], "fanin": {}, "ansible": []}
@@ -263,6 +269,9 @@ class Bench:
             ("md5", MD5_USER, MD5_DB, "pooled", "as deployed", {}),
             ("md5", MD5_USER, MD5_DB, "pooled", "auth_type=md5", {"auth_type": "md5"}),
             ("md5", MD5_USER, MD5_DB, "pooled", "auth_type=md5, logging off", {"auth_type": "md5", **LOGGING_OFF}),
+            # Only runs anything in session mode (the lab's [users] entry for report_user):
+            # in transaction mode server_reset_query is not used unless server_reset_query_always.
+            ("md5", MD5_USER, MD5_DB, "pooled", "auth_type=md5, no server_reset_query", {"auth_type": "md5", "server_reset_query": ""}),
             ("scram-sha-256", SCRAM_USER, SCRAM_DB, "pooled", "auth_type=md5", {"auth_type": "md5"}),
         ]
         for auth, user, db, target, variant, settings in runs:
@@ -353,11 +362,30 @@ class Bench:
         return result
 
     # --- ansible --------------------------------------------------------------------------
-    def ansible(self) -> None:
+    def slots(self) -> list[str]:
+        """Extra node names free for the ansible phase (the fresh bench node keeps the last one)."""
         first = int(os.environ.get("LAB_NODES", "3")) + 1
-        slots = ["pg-srv%d" % n for n in range(first, LAST_SLOT + 1)]
-        rounds = plan_rounds(self.s.ansible_sizes, len(slots))
+        return ["pg-srv%d" % n for n in range(first, LAST_SLOT + (0 if self.fresh else 1))]
+
+    def setup_fresh_node(self) -> None:
+        """BENCH_NODE=fresh: a new node from the prepared image, through prepare.yml and site.yml
+        with the lab's inventory variables, so it runs what the lab runs, untouched by anyone."""
         self.cleanup_leftovers()
+        image = self.prepared_image(self.slots()[0])
+        self.add_nodes([self.s.node], image)
+        inventory = write_inventory("bench-node", [self.s.node])
+        for playbook, extra in (("playbooks/lab/prepare.yml", ("--limit", "%s,localhost" % self.s.node)), ("playbooks/site.yml", ())):
+            self.log("%s on the fresh bench node %s" % (playbook, self.s.node))
+            seconds, rc, output = ansible_playbook(inventory, playbook, timeout=self.s.ansible_timeout, extra=extra)
+            (self.raw / ("bench-node-%s.log" % Path(playbook).stem)).write_text(output)
+            if rc != 0:
+                raise BenchError("%s failed on the fresh bench node %s:\n%s" % (playbook, self.s.node, output[-3000:]))
+
+    def ansible(self) -> None:
+        slots = self.slots()
+        rounds = plan_rounds(self.s.ansible_sizes, len(slots))
+        if not self.fresh:
+            self.cleanup_leftovers()
         image = self.prepared_image(slots[0])
         for sizes in rounds:
             names = slots[: sum(sizes)]
@@ -410,6 +438,12 @@ class Bench:
         BENCH_NODES_FILE.write_text(" ".join(sorted(set(names) | set(self.pending_nodes()))))
         self.log("adding fresh nodes %s" % " ".join(names))
         lab_sh("add", *names, env={"LAB_IMAGE": image} if image else None)
+
+    def remove_bench_nodes(self) -> None:
+        """Remove every extra node this bench still has (the fresh bench node, or leftovers of a failure)."""
+        names = self.pending_nodes()
+        if names:
+            self.remove_nodes(names)
 
     def pending_nodes(self) -> list[str]:
         return BENCH_NODES_FILE.read_text().split() if BENCH_NODES_FILE.exists() else []
@@ -523,6 +557,8 @@ def main() -> int:
         out = settings.out / stamp
         bench = Bench(settings, out)
         bench.log("output: %s" % out)
+        if bench.fresh:
+            bench.setup_fresh_node()
         bench.preflight()
         bench.metadata(settings)
         if {"churn", "persistent"} & set(settings.phases):
@@ -542,6 +578,11 @@ def main() -> int:
                 bench.restore()
             except Exception as exc:  # noqa: BLE001
                 print("BENCH: could not set back PgBouncer settings: %s" % exc, file=sys.stderr)
+                failure = failure or exc
+            try:
+                bench.remove_bench_nodes()
+            except Exception as exc:  # noqa: BLE001
+                print("BENCH: could not remove extra nodes: %s" % exc, file=sys.stderr)
                 failure = failure or exc
     if failure is not None:
         if bench is not None:

@@ -216,8 +216,8 @@ def test_fanin_goal_counts_servers_against_default_pool_size():
 def test_markdown_table():
     results = results_fixture()
     text = report.markdown(results, report.summarize(results))
-    assert "| app_user (scram-sha-256) | 100 | 350 | 400 | not run | not run |" in text
-    assert "| report_user (md5) | 50 | FAILED: FATAL: SASL authentication failed | not run | 1000 | 1250 |" in text
+    assert "| app_user (scram-sha-256) | 100 | 350 | 400 | not run | not run | not run |" in text
+    assert "| report_user (md5) | 50 | FAILED: FATAL: SASL authentication failed | not run | 1000 | 1250 | not run |" in text
     assert "| 6 | 90.0 | 80 | 16.5 | 0 |" in text
     assert "- churn, md5 user, auth_type=md5: 20.00x" in text
     assert "| pooled | 1000 | 1000 | 0 | - | 20 | 20 |" in text
