@@ -107,7 +107,7 @@ def port_items(value):
     for part in parts:
         part = part.strip()
         if ":" in part:
-            first, _, last = part.partition(":")
+            first, last = part.split(":", 1)
             low, high = _port_number(first.strip(), value), _port_number(last.strip(), value)
             if low >= high:
                 raise ValueError("port range %r: the first port must be lower than the last" % part)
@@ -178,10 +178,10 @@ def make_rule(options, tag, ipv6=True, where="rule"):
         except ValueError as exc:
             problems.append("%s: %s" % (key, exc))
             continue
-        value, _ = addresses[key]
+        value = addresses[key][0]
         if value != ANY and "/" in str(raw) and str(raw).strip() != value:
             warnings.append("%s: %s %s is written as %s (host bits dropped)" % (where, key, raw, value))
-    families = {family for _, family in addresses.values() if family}
+    families = {pair[1] for pair in addresses.values() if pair[1]}
     if len(families) > 1:
         problems.append("src and dest mix IPv4 and IPv6 (%s, %s)" % (options.get("src"), options.get("dest")))
     if not families:
@@ -253,7 +253,7 @@ def parse_tuple(line, family):
     route = action.startswith("route:")
     if route:
         action = action[len("route:"):]
-    action, _, log = action.partition("_")
+    action, log = (action.split("_", 1) + [""])[:2]
     return Tuple(action, log, route, proto, dport, dst, sport, src, dapp, sapp, direction, comment, family)
 
 
@@ -269,7 +269,7 @@ def parse_defaults(text):
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        key, _, value = line.partition("=")
+        key, value = line.split("=", 1)
         values[key.strip()] = value.strip().strip("\"'")
     return values
 
@@ -358,7 +358,7 @@ def tuple_argv(item, delete=True):
     logging, interfaces, source port, application profiles and routed rules."""
     argv = ["ufw"] + (["route"] if item.route else []) + (["delete"] if delete else []) + [item.action]
     for part in item.direction.split("!"):
-        direction, _, interface = part.partition("_")
+        direction, interface = (part.split("_", 1) + [""])[:2]
         argv.append(direction)
         if interface:
             argv += ["on", interface]

@@ -22,7 +22,7 @@ description:
   - Changes are made with the C(ufw) command line only, without a shell. New rules are added
     before stale ones are removed, so that replacing a rule never leaves a gap.
 version_added: 0.1.0
-author: pgbouncer.cluster contributors
+author: pgbouncer.cluster contributors (!UNKNOWN)
 options:
   rules:
     description: Rules to add or remove.
@@ -271,13 +271,13 @@ def wanted_rules(module, ipv6):
             if rule not in target:
                 target.append(rule)
         try:
-            scope_rule, _, _ = _ufw.make_rule(dict(options, src=_ufw.ANY, dest=_ufw.ANY), tag, ipv6, "rules[%d]" % index)
+            scope_rule = _ufw.make_rule(dict(options, src=_ufw.ANY, dest=_ufw.ANY), tag, ipv6, "rules[%d]" % index)[0]
             given.append(scope_rule)
         except ValueError as exc:
             if not options["src"]:
                 problems.append(str(exc))  # otherwise already reported for each source
     if params["enabled"] and not problems:
-        ssh, _, _ = _ufw.make_rule(dict(port=params["ssh_port"], proto="tcp", comment="ssh"), tag, ipv6, "ssh_port")
+        ssh = _ufw.make_rule(dict(port=params["ssh_port"], proto="tcp", comment="ssh"), tag, ipv6, "ssh_port")[0]
         if ssh not in present:
             present.insert(0, ssh)
     extra = []
@@ -345,7 +345,7 @@ def main():
     after = _ufw.predict(tuples, added, removed)
     done = []
     if commands and not module.check_mode:
-        for argv, _ in commands:
+        for argv in [command[0] for command in commands]:
             rc, out, err = ufw.run(argv)
             if rc != 0:
                 module.fail_json(
@@ -353,19 +353,19 @@ def main():
                     rc=rc, stdout=out, stderr=err, commands=done + [_ufw.command_text(argv)],
                 )
             done.append(_ufw.command_text(argv))
-        after, after_active, after_policy, _ = ufw.state()
+        after, after_active, after_policy = ufw.state()[:3]
         # Idempotence check: what ufw wrote must be what was asked for.
-        left, _, _ = _ufw.plan(present, absent, after, params["tag"], params["exclusive"], scope)
+        left = _ufw.plan(present, absent, after, params["tag"], params["exclusive"], scope)[0]
         if left or (params["enabled"] is not None and after_active != params["enabled"]) or (wanted_policy and after_policy != wanted_policy):
             module.fail_json(
                 msg="ufw did not reach the wanted state; still to do: %s"
-                % ("; ".join(_ufw.command_text(argv) for argv, _ in left) or "status or policy"),
+                % ("; ".join(_ufw.command_text(argv) for argv in [command[0] for command in left]) or "status or policy"),
                 commands=done,
             )
 
     result = dict(
         changed=bool(commands),
-        commands=[_ufw.command_text(argv) for argv, _ in commands],
+        commands=[_ufw.command_text(command[0]) for command in commands],
         rules=[_ufw.show_line(item) for item in after],
         removed=[_ufw.show_line(item) for item in removed],
         active=after_active,

@@ -108,7 +108,7 @@ def test_enabling_from_scratch_keeps_ssh_and_an_open_session(restore_node):
         assert "+# status: active" in out
         assert "+ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh'" in out
         assert "Check that the controller still gets in over a new connection" in out
-        stdout, _ = session.communicate("ping\n", timeout=20)
+        stdout = session.communicate("ping\n", timeout=20)[0]
         assert stdout.strip() == "still here: ping"
     finally:
         if session.poll() is None:

@@ -35,9 +35,17 @@ def show_added(name):
     return [line for line in fixture(name, "show_added.txt").splitlines()[1:] if line.startswith("ufw ")]
 
 
+def texts(commands):
+    """The command lines of plan()'s (argv, reason) pairs."""
+    return [_ufw.command_text(command[0]) for command in commands]
+
+
+def reasons(commands):
+    return [command[1] for command in commands]
+
+
 def rule(tag=TAG, ipv6=True, **options):
-    made, _, _ = _ufw.make_rule(options, tag, ipv6)
-    return made
+    return _ufw.make_rule(options, tag, ipv6)[0]
 
 
 # --- parsing recorded state ------------------------------------------------------------------
@@ -303,11 +311,11 @@ def test_lab_state_needs_nothing():
 
 
 def test_fresh_state_gets_ssh_first_then_the_rules():
-    commands, added, _ = _ufw.plan(LAB_RULES, [], state("fresh"), TAG, True, lab_scope())
-    texts = [_ufw.command_text(argv) for argv, _ in commands]
-    assert texts[0] == "ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh'"
-    assert texts[1] == "ufw allow in proto tcp from 10.129.0.31 to any port 6432 comment 'pgbouncer.cluster: pgbouncer'"
-    assert len(texts) == 6 and added == LAB_RULES
+    commands, added = _ufw.plan(LAB_RULES, [], state("fresh"), TAG, True, lab_scope())[:2]
+    lines = texts(commands)
+    assert lines[0] == "ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh'"
+    assert lines[1] == "ufw allow in proto tcp from 10.129.0.31 to any port 6432 comment 'pgbouncer.cluster: pgbouncer'"
+    assert len(lines) == 6 and added == LAB_RULES
     # What ufw then writes (predicted) is the recorded lab state.
     assert _ufw.predict(state("fresh"), added, []) == state("lab")
 
@@ -315,7 +323,7 @@ def test_fresh_state_gets_ssh_first_then_the_rules():
 def test_removing_the_app_host_deletes_its_rule_only():
     wanted = [item for item in LAB_RULES if item.port != "6432"]
     commands, added, removed = _ufw.plan(wanted, [], state("lab"), TAG, True, lab_scope(wanted[1:]))
-    assert [_ufw.command_text(argv) for argv, _ in commands] == ["ufw delete allow in proto tcp from 10.129.0.31 to any port 6432"]
+    assert texts(commands) == ["ufw delete allow in proto tcp from 10.129.0.31 to any port 6432"]
     assert added == [] and [item.src for item in removed] == ["10.129.0.31"]
     assert _ufw.plan(wanted, [], _ufw.predict(state("lab"), added, removed), TAG, True, lab_scope(wanted[1:]))[0] == []
 
@@ -327,16 +335,17 @@ def test_without_exclusive_nothing_is_removed():
 
 def test_replacing_a_source_adds_before_it_deletes():
     wanted = [rule(src="10.129.0.32", port=6432, proto="tcp", comment="pgbouncer")]
-    commands, _, _ = _ufw.plan(wanted, [], state("lab"), TAG, True, _ufw.scope_of(wanted))
-    assert [reason for _, reason in commands] == ["add", "exclusive"]
+    commands = _ufw.plan(wanted, [], state("lab"), TAG, True, _ufw.scope_of(wanted))[0]
+    assert reasons(commands) == ["add", "exclusive"]
 
 
 def test_exclusive_removes_tagged_rules_of_any_shape_on_its_ports_and_keeps_the_rest():
     wanted = [rule(src="10.129.0.31", port=6432, proto="tcp", comment="pgbouncer")]
-    commands, _, removed = _ufw.plan(wanted, [], state("mixed"), TAG, True, _ufw.scope_of(wanted))
+    commands, added, removed = _ufw.plan(wanted, [], state("mixed"), TAG, True, _ufw.scope_of(wanted))
+    assert added == wanted
     assert [_ufw.show_line(item) for item in removed] == [
         "ufw allow in proto tcp from 2001:db8::/64 to any port 6432 comment 'pgbouncer.cluster: pgbouncer_port' (v6)"]
-    assert [_ufw.command_text(argv) for argv, _ in commands][-1] == "ufw delete allow in proto tcp from 2001:db8::/64 to any port 6432"
+    assert texts(commands)[-1] == "ufw delete allow in proto tcp from 2001:db8::/64 to any port 6432"
     kept = _ufw.unmanaged_on_ports(state("mixed"), TAG, _ufw.scope_of(wanted))
     assert [_ufw.show_line(item) for item in kept] == [
         "ufw allow in from 10.129.0.41 to any",  # every port, so 6432 as well
@@ -362,15 +371,16 @@ def test_exclusive_ignores_other_ports_directions_and_routed_rules():
 def test_an_any_any_rule_is_deleted_once_for_both_files():
     wanted = []
     scope = _ufw.scope_of([], [(22, 22)])
-    commands, _, removed = _ufw.plan(wanted, [], state("lab"), TAG, True, scope)
-    assert [_ufw.command_text(argv) for argv, _ in commands] == ["ufw delete allow in proto tcp from any to any port 22"]
+    commands, added, removed = _ufw.plan(wanted, [], state("lab"), TAG, True, scope)
+    assert added == []
+    assert texts(commands) == ["ufw delete allow in proto tcp from any to any port 22"]
     assert len(removed) == 2
 
 
 def test_comment_change_updates_in_place():
     wanted = [rule(src="10.129.0.31", port=6432, proto="tcp", comment="renamed")]
     commands, added, removed = _ufw.plan(wanted, [], state("lab"), TAG, True, _ufw.scope_of(wanted))
-    assert [reason for _, reason in commands] == ["update"] and removed == []
+    assert reasons(commands) == ["update"] and removed == []
     after = _ufw.predict(state("lab"), added, removed)
     assert [t.comment for t in after if t.dport == "6432"] == ["pgbouncer.cluster: renamed"]
     assert len(after) == len(state("lab"))
@@ -380,16 +390,17 @@ def test_action_change_replaces_without_deleting_the_replaced_rule():
     """Recorded: `ufw deny` of an allowed rule says "Rule updated" and replaces it; deleting
     the old one afterwards would fail (delete needs the action) or hit the new one."""
     wanted = [rule(action="deny", src="10.129.0.31", port=6432, proto="tcp", comment="pgbouncer")]
-    commands, _, removed = _ufw.plan(wanted, [], state("lab"), TAG, True, _ufw.scope_of(wanted))
-    assert [_ufw.command_text(argv) for argv, _ in commands] == [
+    commands, added, removed = _ufw.plan(wanted, [], state("lab"), TAG, True, _ufw.scope_of(wanted))
+    assert added == wanted
+    assert texts(commands) == [
         "ufw deny in proto tcp from 10.129.0.31 to any port 6432 comment 'pgbouncer.cluster: pgbouncer'"]
     assert removed == []
 
 
 def test_absent_needs_the_same_action_and_ignores_the_comment():
     absent = [rule(src="10.129.0.22", port=5432, proto="tcp", comment="whatever")]
-    commands, _, _ = _ufw.plan(LAB_RULES[:2], absent, state("lab"), TAG, False, ())
-    assert [_ufw.command_text(argv) for argv, _ in commands] == ["ufw delete allow in proto tcp from 10.129.0.22 to any port 5432"]
+    commands = _ufw.plan(LAB_RULES[:2], absent, state("lab"), TAG, False, ())[0]
+    assert texts(commands) == ["ufw delete allow in proto tcp from 10.129.0.22 to any port 5432"]
     other_action = [rule(action="deny", src="10.129.0.22", port=5432, proto="tcp")]
     assert _ufw.plan([], other_action, state("lab"), TAG, False, ())[0] == []
 
@@ -398,8 +409,8 @@ def test_untagged_equal_rule_gets_the_tag_instead_of_a_duplicate():
     """The seed's manual rule has no comment: the module's add tags it (ufw updates in place)."""
     manual = _ufw.parse_tuple("### tuple ### allow tcp 6432 0.0.0.0/0 any 10.129.0.31 in", 4)
     wanted = [rule(src="10.129.0.31", port=6432, proto="tcp", comment="pgbouncer")]
-    commands, added, _ = _ufw.plan(wanted, [], [manual], TAG, True, _ufw.scope_of(wanted))
-    assert [reason for _, reason in commands] == ["update"]
+    commands, added = _ufw.plan(wanted, [], [manual], TAG, True, _ufw.scope_of(wanted))[:2]
+    assert reasons(commands) == ["update"]
     assert _ufw.predict([manual], added, []) == _ufw.rule_tuples(wanted[0])
 
 
@@ -492,14 +503,14 @@ def test_module_check_mode_on_a_fresh_install_reports_and_runs_nothing(monkeypat
 
 def test_module_empty_source_list_closes_the_port(monkeypatch):
     fake = FakeUfw(fixture("lab", "status_verbose.txt"))
-    args = dict(LAB_ARGS, rules=[dict(LAB_ARGS["rules"][0], src=[]), LAB_ARGS["rules"][1]])
+    args = {**LAB_ARGS, "rules": [{**LAB_ARGS["rules"][0], "src": []}, LAB_ARGS["rules"][1]]}
     result = run_module(monkeypatch, "lab", fake, check_mode=True, **args)
     assert result["commands"] == ["ufw delete allow in proto tcp from 10.129.0.31 to any port 6432"]
 
 
 def test_module_validates_everything_before_running_anything(monkeypatch):
     fake = FakeUfw(fixture("lab", "status_verbose.txt"))
-    args = dict(LAB_ARGS, rules=[dict(src=["10.129.0.31", "app.example"], port="6432,5432"), dict(src=[], port=70000)])
+    args = {**LAB_ARGS, "rules": [dict(src=["10.129.0.31", "app.example"], port="6432,5432"), dict(src=[], port=70000)]}
     result = run_module(monkeypatch, "lab", fake, **args)
     assert result["failed"] is True
     assert result["msg"].startswith("invalid ufw parameters, nothing changed: ")
