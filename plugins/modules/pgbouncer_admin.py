@@ -22,7 +22,7 @@ description:
   - C(SHOW) results are returned as a list of dicts keyed by column name, since the columns differ between
     PgBouncer versions (for example 1.18 and 1.24).
 version_added: 0.1.0
-author: pgbouncer.cluster contributors
+author: pgbouncer.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - pgbouncer.cluster.connection
 options:
@@ -103,6 +103,7 @@ attributes:
       anything; sends no command that changes PgBouncer's state. C(SHOW) runs in check mode too.
   diff_mode:
     support: none
+    description: No diff; RV(before) and RV(after) show what SET changed.
 notes:
   - V(SHUTDOWN) stops PgBouncer; whether it starts again is up to the service manager.
   - V(KILL) leaves the database paused until V(RESUME), as PgBouncer does.

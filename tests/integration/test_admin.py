@@ -244,7 +244,8 @@ def test_disable_and_enable_are_idempotent(tmp_path, reportdb):
 @pytest.fixture
 def server_check_query():
     """Restore server_check_query on pg-srv3 after the test."""
-    before = next(row for row in console("SHOW CONFIG")["rows"] if row["key"] == "server_check_query")["value"]
+    config = {row["key"]: row["value"] for row in console("SHOW CONFIG")["rows"]}
+    before = config["server_check_query"]
     yield before
     console("SET server_check_query = '%s'" % before.replace("'", "''"))
 

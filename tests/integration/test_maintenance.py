@@ -144,7 +144,7 @@ def test_restart_postgresql_under_load_fails_no_transaction(resumed_after):
         time.sleep(10)  # a baseline before the pause
         run = ansible_playbook(PLAYBOOK, "-e", "maintenance_db=%s" % db, "-e", "maintenance_tasks=%s" % RESTART, timeout=LOAD_SECONDS)
         finished = time.time()
-        output, _ = pgbench.communicate(timeout=LOAD_SECONDS + 120)
+        output = pgbench.communicate(timeout=LOAD_SECONDS + 120)[0]
         window = json.loads(watcher.stdout.read())
         watcher.wait(timeout=60)
     finally:
