@@ -26,6 +26,7 @@ Settings (environment):
   BENCH_ANSIBLE_SIZES=3,6      lab sizes converged from fresh nodes (extra nodes pg-srv4..10)
   BENCH_ANSIBLE_TIMEOUT=900    per ansible-playbook run
   BENCH_OUT=bench-results BENCH_PUBLISH=1
+  BENCH_KEEP_NODES=1           after a failure, keep the extra nodes for a look
 """
 
 from __future__ import annotations
@@ -580,7 +581,10 @@ def main() -> int:
                 print("BENCH: could not set back PgBouncer settings: %s" % exc, file=sys.stderr)
                 failure = failure or exc
             try:
-                bench.remove_bench_nodes()
+                if failure is not None and os.environ.get("BENCH_KEEP_NODES") == "1":
+                    print("BENCH_KEEP_NODES=1: keeping %s for a look; lab/lab.sh remove them" % bench.pending_nodes(), file=sys.stderr)
+                else:
+                    bench.remove_bench_nodes()
             except Exception as exc:  # noqa: BLE001
                 print("BENCH: could not remove extra nodes: %s" % exc, file=sys.stderr)
                 failure = failure or exc
