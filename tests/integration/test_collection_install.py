@@ -19,7 +19,22 @@ import pytest
 from conftest import INVENTORY, NODES, ROOT, recap
 
 BIN = Path(sys.executable).parent
-DEV_ONLY = ("lab/", "molecule/", "tests/", "scripts/", "inventories/", "playbooks/lab/", ".lab/", ".venv/", ".ansible/", "build/", "bench/", "bench-results/")
+DEV_ONLY = (
+    "lab/",
+    "molecule/",
+    "tests/",
+    "scripts/",
+    "inventories/",
+    "playbooks/lab/",
+    ".lab/",
+    ".venv/",
+    ".ansible/",
+    "build/",
+    "bench/",
+    "bench-results/",
+    "docs/bench/",
+    ".config/",
+)
 
 
 @pytest.fixture(scope="module")

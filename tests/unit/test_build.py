@@ -21,6 +21,8 @@ LEFT_OUT = (
     ".venv/",
     ".git/",
     ".ci/",
+    ".config/",
+    "docs/bench/",
     "build/",
     "bench/",
     "bench-results/",
