@@ -119,7 +119,9 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reads the state and reports in RV(commands) what it would run; runs nothing that changes.
+    description:
+      - Reads the state and reports in RV(commands) what it would run; runs nothing that changes.
+      - Where ufw is not installed yet, reports what it would run on a fresh install.
   diff_mode:
     support: full
     description: The rules (one ufw command line each), status and incoming policy, before and after.
@@ -213,7 +215,9 @@ def read_text(path):
 class Ufw:
     def __init__(self, module):
         self.module = module
-        self.binary = module.get_bin_path("ufw", required=True)
+        # In check mode a node without ufw yet (a role installs it in the same run) is
+        # reported as having no rules and ufw inactive; otherwise ufw is required.
+        self.binary = module.get_bin_path("ufw", required=not module.check_mode)
 
     def run(self, argv):
         return self.module.run_command([self.binary] + argv[1:], check_rc=False, environ_update=C_LOCALE)
@@ -229,6 +233,8 @@ class Ufw:
                 tuples.extend(_ufw.parse_rules_file(read_text(path), family))
             except ValueError as exc:
                 self.module.fail_json(msg="cannot read %s: %s" % (path, exc))
+        if self.binary is None:
+            return tuples, False, _ufw.incoming_policy(defaults), defaults.get("IPV6", "yes").lower() == "yes"
         rc, out, err = self.run(["ufw", "status"])
         if rc != 0:
             self.module.fail_json(msg="ufw status failed (is this run as root?)", rc=rc, stdout=out, stderr=err)

@@ -548,3 +548,19 @@ def test_module_warns_about_untagged_rules_on_exclusive_ports(monkeypatch):
                         exclusive=True)
     warnings = " ".join(str(item) for item in result.get("warnings", []))
     assert "do not carry the tag" in warnings and "10.129.0.0/24" in warnings
+
+
+def test_module_check_mode_without_ufw_installed_reports_a_fresh_install(monkeypatch, tmp_path):
+    fake = FakeUfw("")
+    monkeypatch.setattr(ufw_module, "USER_RULES", {4: str(tmp_path / "user.rules"), 6: str(tmp_path / "user6.rules")})
+    monkeypatch.setattr(ufw_module, "DEFAULTS", str(tmp_path / "default_ufw"))
+    monkeypatch.setattr(ufw_module, "CONF", str(tmp_path / "ufw.conf"))
+    monkeypatch.setattr(ufw_module.AnsibleModule, "get_bin_path", lambda self, name, required=False: None)
+    monkeypatch.setattr(ufw_module.Ufw, "run", lambda self, argv: fake(self.module, argv))
+    out = io.StringIO()
+    with patch_module_args(dict(LAB_ARGS, _ansible_check_mode=True)), redirect_stdout(out), pytest.raises(SystemExit):
+        ufw_module.main()
+    result = json.loads(out.getvalue())
+    assert result["changed"] is True and fake.calls == []
+    assert result["commands"][0].startswith("ufw allow in proto tcp from any to any port 22")
+    assert result["commands"][-1] == "ufw --force enable"
