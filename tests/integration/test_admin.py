@@ -70,9 +70,17 @@ def database_row(name=DB, ip=IP):
     return next((row for row in rows if row["name"] == name), None)
 
 
-def warm_up(ip=IP):
-    """A real query through PgBouncer so that it lists reportdb in SHOW DATABASES."""
-    ssh(APP, "psql -XAtq 'host=%s port=6432 dbname=%s user=%s' -c 'select 1'" % (ip, DB, DB_USER))
+def warm_up(ip=IP, attempts=20):
+    """A real query through PgBouncer so that it lists reportdb in SHOW DATABASES.
+
+    Retried: other tests on the shared lab change passwords and firewall rules for a while.
+    """
+    command = "timeout 15 psql -XAtq 'host=%s port=6432 dbname=%s user=%s connect_timeout=5' -c 'select 1'" % (ip, DB, DB_USER)
+    for _attempt in range(attempts):
+        if ssh(APP, command, check=False, timeout=60).returncode == 0:
+            return
+        time.sleep(5)
+    pytest.fail("no query through %s's PgBouncer to %s in %d attempts" % (ip, DB, attempts))
 
 
 def run_admin(tmp_path, *calls, host=HOST):
@@ -281,26 +289,29 @@ def test_reload_reconnect_always_change_wait_close_never(tmp_path, reportdb):
 # --- blocking commands -----------------------------------------------------------------------------
 
 
-def hold_transaction(seconds):
-    """A transaction open on reportdb through pg-srv3's PgBouncer, from the app node, for `seconds`."""
+def hold_transaction(seconds, attempts=5):
+    """A transaction open on reportdb through pg-srv3's PgBouncer, from the app node, for `seconds`;
+    returned once it holds a server connection (retried, as in warm_up)."""
     command = "timeout %d psql -XAtq 'host=%s port=6432 dbname=%s user=%s' -c 'select pg_sleep(%d)'" % (
         seconds + 30, IP, DB, DB_USER, seconds)
-    return subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, command],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _attempt in range(attempts):
+        holder = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, command],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and holder.poll() is None:
+            pools = console("SHOW POOLS")["rows"]
+            if any(row["database"] == DB and row["sv_active"] != "0" for row in pools):
+                return holder
+            time.sleep(0.5)
+        holder.kill()
+        holder.communicate()
+    pytest.fail("no transaction through pg-srv3's PgBouncer reached PostgreSQL in %d attempts" % attempts)
 
 
 @pytest.mark.parametrize("resume", [True, False])
 def test_pause_timeout_is_reported_and_resumed_on_request(tmp_path, reportdb, resume):
     holder = hold_transaction(45)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # until the transaction holds a server connection
-            pools = console("SHOW POOLS")["rows"]
-            if any(row["database"] == DB and row["sv_active"] != "0" for row in pools):
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the holding transaction never reached PostgreSQL")
         started = time.monotonic()
         (result,) = run_admin(tmp_path, dict(ADMIN, command="PAUSE", db=DB, timeout=3, resume_on_timeout=resume))
         assert result["failed"] and result["timed_out"] is True and result["resumed"] is resume
