@@ -386,12 +386,16 @@ def readme(markdown_text: str, findings: str) -> str:
 
 
 def main() -> None:
-    """Re-render results.md and bench.png of a run directory from its results.json."""
+    """Re-render results.md and bench.png of a run directory from its results.json (and README.md
+    where a findings.md sits next to it, as in docs/bench)."""
     directory = Path(sys.argv[1] if len(sys.argv) > 1 else "bench-results/latest")
     results = json.loads((directory / "results.json").read_text())
     summary = summarize(results)
-    (directory / "results.md").write_text(markdown(results, summary))
+    text = markdown(results, summary)
+    (directory / "results.md").write_text(text)
     plot(results, directory / "bench.png")
+    if (directory / "findings.md").exists():
+        (directory / "README.md").write_text(readme(text, (directory / "findings.md").read_text()))
     print("\n".join(ratio_lines(summary)))
 
 

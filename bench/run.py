@@ -61,8 +61,8 @@ MD5_USER, MD5_DB = "report_user", "reportdb"
 ADMIN_USER = "pgbouncer"
 LOGGING_OFF = {"log_connections": "0", "log_disconnections": "0"}
 # Role default -> SHOW CONFIG key, compared before measuring.
-ROLE_KEYS = ("pool_mode", "default_pool_size", "min_pool_size", "reserve_pool_size", "max_client_conn", "auth_type",
-             "log_connections", "log_disconnections", "server_reset_query", "server_reset_query_always")
+ROLE_KEYS = ("pool_mode", "default_pool_size", "min_pool_size", "reserve_pool_size", "max_client_conn", "max_db_connections",
+             "max_user_connections", "auth_type", "log_connections", "log_disconnections", "server_reset_query", "server_reset_query_always")
 # The lab's extra node slots: pg-srvN at 10.129.0.(20+N); .31 is the app node.
 LAST_SLOT = 10
 BENCH_NODES_FILE = ROOT / ".lab" / "bench-nodes"
