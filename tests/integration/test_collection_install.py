@@ -85,13 +85,24 @@ def test_installed_copy_is_the_one_ansible_finds(installed):
 
 
 def test_site_from_the_installed_collection_converges_the_lab(installed):
+    """The installed copy runs site.yml without failure and finds the lab converged.
+
+    The lab was converged by `make lab` / Molecule's converge from the checkout, so the
+    installed copy should change nothing. Tests that ran before (password changes, PAUSE,
+    firewall rules) may have left something for site.yml to put back: then a second run,
+    still from the installed copy, must report changed=0. Every run must succeed.
+    """
     run = installed[1]
-    result = run("ansible-playbook", "pgbouncer.cluster.site", "-i", str(INVENTORY), timeout=900)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    stats = recap(output)
-    assert set(stats) == set(NODES), output
-    for host, counts in stats.items():
-        assert counts["failed"] == 0 and counts["unreachable"] == 0, "%s: %s\n%s" % (host, counts, output)
-        # The lab is already converged (make lab): the installed copy changes nothing.
-        assert counts["changed"] == 0, "%s changed %d things:\n%s" % (host, counts["changed"], output)
+    outputs = []
+    for _attempt in range(2):
+        result = run("ansible-playbook", "pgbouncer.cluster.site", "-i", str(INVENTORY), timeout=900)
+        output = result.stdout + result.stderr
+        outputs.append(output)
+        assert result.returncode == 0, output
+        stats = recap(output)
+        assert set(stats) == set(NODES), output
+        for host, counts in stats.items():
+            assert counts["failed"] == 0 and counts["unreachable"] == 0, "%s: %s\n%s" % (host, counts, output)
+        if all(counts["changed"] == 0 for counts in stats.values()):
+            return
+    pytest.fail("site.yml from the installed collection still changed something on a second run:\n%s" % "\n".join(outputs))
