@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+
 import pytest
 
 from conftest import ADMIN_PASSWORD, ADMIN_USER, APP_DB, APP_PASSWORD, APP_USER, NODES, ROOT, app_python, psql
@@ -125,4 +126,3 @@ def test_sixty_clients_share_at_most_default_pool_size_servers():
     assert 5 <= result["pids"] <= DEFAULT_POOL_SIZE
     assert result["samples"] > 0
     assert 1 <= result["max_sv"] <= DEFAULT_POOL_SIZE
-
