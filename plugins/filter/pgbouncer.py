@@ -18,4 +18,5 @@ class FilterModule:
             "pgbouncer_version_problems": _validate.version_problems,
             "pgbouncer_console_user_problems": _validate.console_user_problems,
             "pgbouncer_pool_sizing_problems": _validate.pool_sizing_problems,
+            "pgbouncer_source_problems": _validate.source_problems,
         }

@@ -30,6 +30,11 @@ RESTART_ONLY = frozenset(
     )
 )
 
+# Reloadable, yet applied by a restart: when the auth_file stops listing users (as it does
+# when auth_query is turned on), a RELOAD leaves them in PgBouncer's memory with an empty
+# secret, so their logins fail instead of going to auth_query (seen with 1.18).
+RESTART_FOR_AUTH = frozenset(("auth_user", "auth_query", "auth_dbname"))
+
 # Connection-string keys of a [databases] entry, in the order they are written.
 DATABASE_KEYS = (
     "host",
@@ -115,4 +120,4 @@ def restart_keys(old_text, new_text):
     """Sorted [pgbouncer] keys whose change needs a restart between the two files."""
     old = parse(old_text).get("pgbouncer", {})
     new = parse(new_text).get("pgbouncer", {})
-    return sorted(key for key in RESTART_ONLY if old.get(key) != new.get(key))
+    return sorted(key for key in RESTART_ONLY | RESTART_FOR_AUTH if old.get(key) != new.get(key))

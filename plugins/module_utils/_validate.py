@@ -168,6 +168,8 @@ def _auth_problems(variables):
     if variables.get("pgbouncer_auth_query_enabled"):
         if not variables.get("pgbouncer_auth_user"):
             yield "pgbouncer_auth_user must name the PostgreSQL role that runs pgbouncer_auth_query"
+        if not variables.get("pgbouncer_auth_user_password"):
+            yield "pgbouncer_auth_user_password is needed with auth_query: PgBouncer logs in as pgbouncer_auth_user itself"
         if "$1" not in str(variables.get("pgbouncer_auth_query", "")):
             yield "pgbouncer_auth_query must take the user name as $1"
     low = _as_int(variables.get("pgbouncer_min_pool_size", 0), 0)
@@ -235,3 +237,19 @@ def pool_sizing_problems(poolers):
 
     capacities = {str(pooler["address"]): pooler["capacity"] for pooler in poolers if pooler.get("capacity")}
     return _sizing.problems(poolers, capacities)
+
+
+def source_problems(sources, variable):
+    """Messages for entries of a firewall source list that are not `any`, an IP or a CIDR."""
+    if isinstance(sources, (str, bytes)) or not isinstance(sources, (list, tuple)):
+        return ["%s must be a list of IP addresses or CIDRs, not %r" % (variable, sources)]
+    found = []
+    for source in sources:
+        text = str(source).strip()
+        if text == "any":
+            continue
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            found.append("%s: %r is not an IP address or CIDR" % (variable, source))
+    return found

@@ -35,6 +35,13 @@ options:
     type: list
     elements: str
     default: []
+  passwords:
+    description:
+      - Plain passwords to write instead of the pg_shadow secret, by user name.
+      - For the C(auth_user) of C(auth_query), which PgBouncer logs in as on its own (no client to take SCRAM
+        keys from) and so needs the password itself. Each user must also be selected by O(users).
+    type: dict
+    default: {}
   db:
     description: Database to connect to for reading pg_shadow.
     type: str
@@ -149,6 +156,7 @@ def main():
         path=dict(type="path", default="/etc/pgbouncer/userlist.txt"),
         users=dict(type="list", elements="str", default=[]),
         exclude_users=dict(type="list", elements="str", default=[]),
+        passwords=dict(type="dict", default={}, no_log=True),
         db=dict(type="str", default="postgres"),
         owner=dict(type="str", default="postgres"),
         group=dict(type="str", default="postgres"),
@@ -167,6 +175,11 @@ def main():
             "or remove them from users." % ", ".join(missing)
         )
     entries = _userlist.select(rows, params["users"], params["exclude_users"])
+    passwords = params["passwords"]
+    unselected = sorted(set(passwords) - {name for name, _ in entries})
+    if unselected:
+        module.fail_json(msg="passwords given for users that are not written: %s" % ", ".join(unselected))
+    entries = [(name, passwords.get(name, secret)) for name, secret in entries]
     wanted = _userlist.render(entries)
     current = read_current(path)
 

@@ -61,9 +61,9 @@ def app_python(script, *args, timeout=120, ip=APP):
     return json.loads(result.stdout)
 
 
-def psql(ip, sql, user="postgres"):
+def psql(ip, sql, user="postgres", db="postgres"):
     """Run SQL on a node's PostgreSQL as a local superuser; rows as lists of strings."""
-    result = ssh(ip, "runuser -u %s -- psql -XAt -F '\t' -v ON_ERROR_STOP=1" % user, input=sql)
+    result = ssh(ip, "runuser -u %s -- psql -XAt -F '\t' -v ON_ERROR_STOP=1 -d %s" % (user, db), input=sql)
     return [line.split("\t") for line in result.stdout.splitlines()]
 
 

@@ -42,6 +42,11 @@ def test_restart_keys_only_for_keys_pgbouncer_cannot_reload():
     assert _ini.restart_keys(old, new) == ["so_reuseport", "unix_socket_mode"]
 
 
+def test_turning_auth_query_on_or_off_restarts():
+    old = "[pgbouncer]\nauth_file = /etc/pgbouncer/userlist.txt\n"
+    assert _ini.restart_keys(old, old + "auth_user = pgbouncer_auth\nauth_query = SELECT 1\n") == ["auth_query", "auth_user"]
+
+
 def test_restart_keys_for_a_first_configuration():
     # No file yet (or the packaged sample): listening settings are new, so restart.
     assert "listen_addr" in _ini.restart_keys("", "[pgbouncer]\nlisten_addr = 10.0.0.1\n")

@@ -54,6 +54,13 @@ def test_role_defaults_pass_apart_from_fact_templates():
         ({"pgbouncer_databases": [{"name": "a"}]}, "pgbouncer_databases[0] (a) needs a host"),
         ({"pgbouncer_databases": [{"host": "h"}]}, "pgbouncer_databases[0] needs a name"),
         ({"pgbouncer_databases": [{"name": "*", "host": "h"}]}, "use pgbouncer_database_wildcard"),
+        ({"pgbouncer_auth_query_enabled": True, "pgbouncer_auth_user_password": "", "pgbouncer_auth_query": "q($1)"},
+         "pgbouncer_auth_user_password is needed with auth_query"),
+        ({"pgbouncer_client_tls_sslmode": "require"}, "pgbouncer_client_tls_sslmode require needs pgbouncer_client_tls_key_file"),
+        ({"pgbouncer_server_tls_sslmode": "verify-ca"}, "pgbouncer_server_tls_sslmode verify-ca needs pgbouncer_server_tls_ca_file"),
+        ({"pgbouncer_extra_settings": {"listen_port": 1}}, "pgbouncer_extra_settings.listen_port: set it with pgbouncer_listen_port"),
+        ({"pgbouncer_min_pool_size": 30}, "pgbouncer_min_pool_size 30 is larger than pgbouncer_default_pool_size 20"),
+        ({"pgbouncer_users": [{"name": "u", "pool_mode": "x"}]}, "pgbouncer_users[0] (u): pool_mode must be one of"),
     ],
 )
 def test_each_problem_names_the_variable(changes, message):
@@ -68,3 +75,12 @@ def test_listen_addr_accepts_addresses_names_and_star(text):
 
 def test_wildcard_host_not_checked_when_wildcard_is_off():
     assert problems(pgbouncer_database_wildcard=False, pgbouncer_database_wildcard_host="bad host!") == []
+
+
+def test_source_lists_take_any_addresses_and_cidrs():
+    assert _validate.source_problems(["10.129.0.31", "10.129.0.0/24", "fd00::/64", "any"], "v") == []
+    assert _validate.source_problems(["10.129.0.0/33", "app-host"], "pgbouncer_allowed_sources") == [
+        "pgbouncer_allowed_sources: '10.129.0.0/33' is not an IP address or CIDR",
+        "pgbouncer_allowed_sources: 'app-host' is not an IP address or CIDR",
+    ]
+    assert _validate.source_problems("10.0.0.1", "v") == ["v must be a list of IP addresses or CIDRs, not '10.0.0.1'"]
