@@ -151,7 +151,7 @@ class FanIn:
         cfg = self.cfg
         sem = asyncio.Semaphore(cfg["connect_concurrency"])
         started = time.monotonic()
-        tasks = [asyncio.create_task(self.client(sem)) for _ in range(cfg["clients"])]
+        tasks = [asyncio.create_task(self.client(sem)) for _number in range(cfg["clients"])]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ramp_done.wait(), cfg["ramp_timeout"])
         ramp_s = time.monotonic() - started

@@ -347,11 +347,11 @@ def plot(results: dict, path: Path) -> None:
 
 
 def _bars(ax, bars, ylabel: str, title: str, log: bool = False) -> None:
-    labels = [label for label, _, _ in bars]
-    values = [value or 0 for _, value, _ in bars]
-    ax.bar(labels, values, color=[color for _, _, color in bars])
-    for i, (_, value, _) in enumerate(bars):
-        ax.annotate("failed" if value is None else "%.0f" % value, (i, value or 0), ha="center", va="bottom", fontsize=8)
+    labels = [item[0] for item in bars]
+    values = [item[1] or 0 for item in bars]
+    ax.bar(labels, values, color=[item[2] for item in bars])
+    for i, item in enumerate(bars):
+        ax.annotate("failed" if item[1] is None else "%.0f" % item[1], (i, item[1] or 0), ha="center", va="bottom", fontsize=8)
     if log and any(values):
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
