@@ -72,7 +72,7 @@ def test_mask_hides_secrets_but_shows_a_changed_one():
 
 # --- the module, with pg_shadow replaced by fixed rows ---------------------------------------
 
-ROWS = [("app_user", SCRAM), ("report_user", MD5), ("nologin", None), ('odd"user', "pa\"ss")]
+ROWS = (("app_user", SCRAM), ("report_user", MD5), ("nologin", None), ('odd"user', "pa\"ss"))
 
 
 def run_module(monkeypatch, rows=ROWS, check_mode=False, diff=False, **args):
