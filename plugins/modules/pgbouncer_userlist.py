@@ -176,7 +176,7 @@ def main():
         )
     entries = _userlist.select(rows, params["users"], params["exclude_users"])
     passwords = params["passwords"]
-    unselected = sorted(set(passwords) - {name for name, _ in entries})
+    unselected = sorted(set(passwords) - {entry[0] for entry in entries})
     if unselected:
         module.fail_json(msg="passwords given for users that are not written: %s" % ", ".join(unselected))
     entries = [(name, passwords.get(name, secret)) for name, secret in entries]
