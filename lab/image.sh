@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export CONTAINERS_CONF="$here/containers.conf"
 suite=${1:-bookworm}
-packages=python3,iproute2,systemd,systemd-sysv,dbus,openssh-server,sudo,ca-certificates,less,procps
+packages=python3,python3-apt,iproute2,systemd,systemd-sysv,dbus,openssh-server,sudo,ca-certificates,less,procps
 
 # The Debian mirror that this machine's apt already uses (LAB_MIRROR overrides).
 mirror() {
@@ -34,6 +34,11 @@ mkdir -p -m 0700 "$rootfs/root/.ssh"
 printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n' \
   > "$rootfs/etc/ssh/sshd_config.d/lab.conf"
 : > "$rootfs/etc/machine-id"
+# No apt runs of its own: a timer that fires at boot would hold the dpkg lock just when the
+# lab's playbooks install packages.
+for unit in apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service; do
+  ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
+done
 rm -f "$rootfs"/var/cache/apt/archives/*.deb
 tar -C "$rootfs" -c . | podman import --change CMD=/sbin/init - "$image" >&2
 # Older builds of this recipe are dead weight.
