@@ -63,7 +63,7 @@ _ERRORS = (
     ("connection refused", "connection_refused",
      "nothing accepts connections at {endpoint}: is the service running, and are listen_addr/listen_port right?"),
     ("no such file or directory", "connection_refused",
-     "no socket at {endpoint}: is the service running, and is unix_socket_dir right?"),
+     "nothing listens on {endpoint}: is the service running, and is unix_socket_dir right?"),
     ("timeout expired", "timeout",
      "no answer from {endpoint} within connect_timeout: check the address and the firewall"),
     ("password authentication failed", "authentication_failed",
