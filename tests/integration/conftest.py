@@ -69,7 +69,10 @@ def psql(ip, sql, user="postgres", db="postgres"):
 
 def ansible_playbook(*args, timeout=900):
     """ansible-playbook against the lab inventory; CompletedProcess with stdout+stderr."""
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    # Only the checkout's ansible.cfg: Molecule's verify step exports ANSIBLE_* settings of its
+    # own (forced colour, its collections path) that would change the output these tests read.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     return subprocess.run(
         ["ansible-playbook", "-i", str(INVENTORY), *map(str, args)],
         cwd=ROOT,

@@ -149,7 +149,8 @@ def test_versions_gate_commands(tmp_path):
         tmp_path,
         dict(ADMIN, command="SHOW STATE"),
         dict(ADMIN, command="KILL_CLIENT", client_id=1),
-        dict(ADMIN, command="SHUTDOWN", shutdown_mode="wait_for_servers"),
+        # Check mode: on 1.23+ a real SHUTDOWN would stop this node's pooler for the tests after.
+        dict(ADMIN, command="SHUTDOWN", shutdown_mode="wait_for_servers", _check=True),
     )
     version = tuple(int(part) for part in state["version"].split("."))
     if version < (1, 19):
@@ -164,7 +165,10 @@ def test_versions_gate_commands(tmp_path):
         assert kill_client["failed"] and kill_client["error_kind"] != "unsupported_version"
     if version < (1, 23):
         assert shutdown["failed"] and shutdown["error_kind"] == "unsupported_version"
-        assert shutdown["executed"] is False
+    else:
+        assert not shutdown.get("failed"), shutdown.get("msg")
+        assert shutdown["command"] == "SHUTDOWN WAIT_FOR_SERVERS"
+    assert shutdown["executed"] is False
 
 
 def test_stats_user_may_show_but_not_pause(tmp_path, reportdb):
