@@ -115,7 +115,8 @@ BAD_INPUTS = [
     ("auth-type-enum", {"pgbouncer_auth_type": "scram"}, "pgbouncer_auth_type"),
     ("tls-mode-enum", {"pgbouncer_client_tls_sslmode": "on"}, "pgbouncer_client_tls_sslmode"),
     ("negative-pool-size", {"pgbouncer_default_pool_size": -5}, "pgbouncer_default_pool_size must be at least 0"),
-    ("port-range", {"pgbouncer_listen_port": 70000}, "pgbouncer_listen_port must be between 1 and 65535"),
+    # site.yml checks the firewall input first; its port defaults to pgbouncer_listen_port.
+    ("port-range", {"pgbouncer_listen_port": 70000}, "firewall_pgbouncer_port must be a port between 1 and 65535, not 70000"),
     ("bad-ipv4", {"pgbouncer_listen_addr": "10.129.0.999"}, "pgbouncer_listen_addr must be"),
     ("not-an-address", {"pgbouncer_listen_addr": "my pooler"}, "pgbouncer_listen_addr must be"),
     ("bad-wildcard-host", {"pgbouncer_database_wildcard_host": "db host!"}, "pgbouncer_database_wildcard_host must be"),
