@@ -89,6 +89,12 @@ def _address_problems(variables):
         yield "pgbouncer_database_wildcard_host must be an IP address or host name, not %r" % host
 
 
+def _pool_mode(where, entry):
+    """[databases] and [users] entries share the pool_mode choices of the global setting."""
+    if entry.get("pool_mode") and entry["pool_mode"] not in POOL_MODES:
+        yield "%s: pool_mode must be one of %s, not %r" % (where, ", ".join(POOL_MODES), entry["pool_mode"])
+
+
 def _nonnegative(where, entry, keys):
     for key in keys:
         value = entry.get(key)
@@ -119,8 +125,7 @@ def _database_problems(variables):
             yield "%s needs a host" % where
         elif not is_address(str(entry["host"])) and not str(entry["host"]).startswith("/"):
             yield "%s: host must be an IP address, host name or socket directory, not %r" % (where, entry["host"])
-        if entry.get("pool_mode") and entry["pool_mode"] not in POOL_MODES:
-            yield "%s: pool_mode must be one of %s, not %r" % (where, ", ".join(POOL_MODES), entry["pool_mode"])
+        yield from _pool_mode(where, entry)
         if entry.get("port") not in (None, "") and not 1 <= _as_int(entry["port"], 0) <= 65535:
             yield "%s: port must be between 1 and 65535, not %r" % (where, entry["port"])
         yield from _nonnegative(where, entry, ("pool_size", "min_pool_size", "reserve_pool", "max_db_connections"))
@@ -144,8 +149,7 @@ def _user_problems(variables):
         if entry["name"] in seen:
             yield "%s: duplicate user name %s" % (where, entry["name"])
         seen.add(entry["name"])
-        if entry.get("pool_mode") and entry["pool_mode"] not in POOL_MODES:
-            yield "%s: pool_mode must be one of %s, not %r" % (where, ", ".join(POOL_MODES), entry["pool_mode"])
+        yield from _pool_mode(where, entry)
         yield from _nonnegative(where, entry, ("max_user_connections", "pool_size"))
 
 
