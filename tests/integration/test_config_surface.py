@@ -35,8 +35,11 @@ def version(ip=IP):
 
 
 def console(ip, command):
-    out = ssh(ip, "runuser -u postgres -- psql -XAt -F '|' -h /var/run/postgresql -p 6432 -U pgbouncer pgbouncer -c %s" % json.dumps(command)).stdout
-    return [line.split("|") for line in out.splitlines()]
+    """Rows of a console SHOW as dicts: the columns differ between PgBouncer versions."""
+    out = ssh(ip, "runuser -u postgres -- psql -XA -P footer=off -F '|' -h /var/run/postgresql -p 6432 -U pgbouncer pgbouncer -c %s"
+              % json.dumps(command)).stdout
+    header, *rows = [line.split("|") for line in out.splitlines()]
+    return [dict(zip(header, row)) for row in rows]
 
 
 def state(ip=IP):
@@ -73,8 +76,8 @@ def test_read_only_alias_goes_to_another_node():
 
 
 def test_users_section_sets_a_per_user_pool_mode():
-    users = {row[0]: row for row in console(IP, "SHOW USERS")}
-    assert users["report_user"][1] == "session"
+    users = {row["name"]: row for row in console(IP, "SHOW USERS")}
+    assert users["report_user"]["pool_mode"] == "session"
 
 
 def test_defaults_only_newer_versions_know_are_written_only_for_them():
