@@ -148,6 +148,9 @@ def test_ufw_is_active_with_deny_and_only_tagged_rules(name):
          "ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh' (v6)",
          "ufw allow in proto tcp from %s to any port 6432 comment 'pgbouncer.cluster: pgbouncer'" % APP]
         + ["ufw allow in proto tcp from %s to any port 5432 comment 'pgbouncer.cluster: postgres'" % src for src in cluster]
+        # The lab's group keepalived is the pgbouncer nodes: VRRP from each peer.
+        + ["ufw allow in proto vrrp from %s to any comment 'pgbouncer.cluster: vrrp'" % peer
+           for peer in sorted(NODES.values()) if peer != ip]
     )
 
 
