@@ -1,4 +1,3 @@
-#!/bin/bash
 # keepalived's vrrp_script for the pgbouncer.cluster VIP (installed by the keepalived role).
 # Exit 0 only when every probe given passes; else print why and exit 1.
 #
