@@ -85,7 +85,7 @@ def check_targets():
                 start_target(ip, port)
                 started.append((ip, unit))
     for ip in NODES.values():
-        wait_for("%s answers both probes" % ip, lambda ip=ip: ssh(ip, CHECK + " --haproxy 5000 --health 8008", check=False).returncode == 0, 15)
+        wait_for("%s answers both probes" % ip, lambda ip=ip: ssh(ip, "%s --haproxy 127.0.0.1:5000 --health %s:8008" % (CHECK, ip), check=False).returncode == 0, 15)
     wait_for("exactly one node holds %s" % VIP, one_holder, 30)
     yield
     for ip, unit in started:
@@ -143,7 +143,7 @@ def test_the_app_node_reaches_the_vip_on_the_holder():
 
 def test_the_check_runs_unprivileged_and_keepalived_accepts_it():
     for ip in NODES.values():
-        assert ssh(ip, "runuser -u keepalived_script -- %s --haproxy 5000 --health 8008" % CHECK, check=False).returncode == 0
+        assert ssh(ip, "runuser -u keepalived_script -- %s --haproxy 127.0.0.1:5000 --health %s:8008" % (CHECK, ip), check=False).returncode == 0
         log = ssh(ip, "journalctl -u keepalived -b -o cat --no-pager").stdout
         assert "SECURITY VIOLATION" not in log and "insecure" not in log.lower(), log[-2000:]
 
