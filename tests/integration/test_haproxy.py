@@ -109,7 +109,7 @@ def test_health_agent_answers_ok_to_the_haproxy_hosts_only():
     for ip in NODES.values():
         assert app_python(HTTP_GET, "http://%s:%d/health" % (ip, HEALTH_PORT), ip=NODES["pg-srv1"], timeout=30) == [200, "OK\n"]
     # Not open to the app node: the firewall lets only the HAProxy hosts reach it.
-    status, _ = app_python(HTTP_GET, "http://%s:%d/health" % (NODES["pg-srv2"], HEALTH_PORT), timeout=30)
+    status = app_python(HTTP_GET, "http://%s:%d/health" % (NODES["pg-srv2"], HEALTH_PORT), timeout=30)[0]
     assert status == "error"
 
 

@@ -151,7 +151,7 @@ def test_runtime_command_sends_one_line_and_reads_until_the_socket_closes(tmp_pa
     received = []
 
     def serve():
-        conn, _ = server.accept()
+        conn = server.accept()[0]
         received.append(conn.recv(1024))
         conn.sendall(fixture("show_servers_state_2.6.txt").encode())
         conn.close()
