@@ -85,7 +85,8 @@ def check_targets():
                 start_target(ip, port)
                 started.append((ip, unit))
     for ip in NODES.values():
-        wait_for("%s answers both probes" % ip, lambda ip=ip: ssh(ip, "%s --haproxy 127.0.0.1:5000 --health %s:8008" % (CHECK, ip), check=False).returncode == 0, 15)
+        probes = "%s --haproxy 127.0.0.1:5000 --health %s:8008" % (CHECK, ip)
+        wait_for("%s answers both probes" % ip, lambda ip=ip, probes=probes: ssh(ip, probes, check=False).returncode == 0, 15)
     wait_for("exactly one node holds %s" % VIP, one_holder, 30)
     yield
     for ip, unit in started:
