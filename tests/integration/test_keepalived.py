@@ -16,7 +16,7 @@ import time
 import pytest
 import yaml
 
-from conftest import APP, INVENTORY, NODES, ansible_playbook, recap, ssh
+from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, INVENTORY, NODES, ansible_playbook, app_python, recap, ssh
 
 VIP = "10.129.0.20"
 SETTINGS = yaml.safe_load((INVENTORY / "group_vars" / "keepalived.yml").read_text())
@@ -29,6 +29,14 @@ FAILOVER_SECONDS = 10
 # Stand-ins, started only where nothing listens on the port yet.
 STAND_INS = {FRONTEND_PORT: "keepalived-test-frontend", HEALTH_PORT: "keepalived-test-health"}
 REAL_UNITS = {FRONTEND_PORT: "haproxy", HEALTH_PORT: "pgbouncer-health"}
+# On the app node: one query through host:port, bounded by a 5 s connect timeout.
+QUERY = r"""
+import json, sys
+import psycopg
+host, port, user, password, db = sys.argv[1:6]
+with psycopg.connect(host=host, port=int(port), user=user, password=password, dbname=db, connect_timeout=5) as conn:
+    print(json.dumps(list(conn.execute("select 1").fetchone())))
+"""
 
 
 def wait_for(what, predicate, timeout):
@@ -139,7 +147,8 @@ def test_the_app_node_reaches_the_vip_on_the_holder():
     neighbour = ssh(APP, "ip neigh show %s" % VIP).stdout
     assert holder_mac and holder_mac in neighbour, (holder, holder_mac, neighbour)
     if unit_for(NODES[holder], FRONTEND_PORT) == REAL_UNITS[FRONTEND_PORT]:
-        ssh(APP, "timeout 5 bash -c 'exec 3<>/dev/tcp/%s/%d'" % (VIP, FRONTEND_PORT))
+        # The real thing: a query through the VIP, HAProxy and a pooler.
+        assert app_python(QUERY, VIP, FRONTEND_PORT, APP_USER, APP_PASSWORD, APP_DB, timeout=30) == [1]
 
 
 def test_the_check_runs_unprivileged_and_keepalived_accepts_it():
