@@ -26,6 +26,8 @@ NODE = "pg-srv2"
 IP = NODES[NODE]
 TAG = "pgbouncer.cluster"
 CONNECT_TIMEOUT = 3
+# The lab's group haproxy is the pg-srv nodes: they reach 6432 and the health agent (8008).
+HAPROXY = sorted(NODES.values())
 
 # Run on a client node: TCP connect to each (host, port), then for 6432/5432 a real query
 # as the lab's app user. Prints {"host:port": "ok" | "refused" | "timeout" | "error: ..."}.
@@ -146,8 +148,13 @@ def test_ufw_is_active_with_deny_and_only_tagged_rules(name):
     assert rules == sorted(
         ["ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh'",
          "ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh' (v6)",
-         "ufw allow in proto tcp from %s to any port 6432 comment 'pgbouncer.cluster: pgbouncer'" % APP]
+         "ufw allow in proto tcp from %s to any port 5000 comment 'pgbouncer.cluster: haproxy'" % APP]
+        + ["ufw allow in proto tcp from %s to any port 6432 comment 'pgbouncer.cluster: pgbouncer'" % src for src in [APP, *HAPROXY]]
         + ["ufw allow in proto tcp from %s to any port 5432 comment 'pgbouncer.cluster: postgres'" % src for src in cluster]
+        + ["ufw allow in proto tcp from %s to any port 8008 comment 'pgbouncer.cluster: pgbouncer-health'" % src for src in HAPROXY]
+        # The lab's group keepalived is the pgbouncer nodes: VRRP from each peer.
+        + ["ufw allow in proto vrrp from %s to any comment 'pgbouncer.cluster: vrrp'" % peer
+           for peer in sorted(NODES.values()) if peer != ip]
     )
 
 
@@ -230,7 +237,7 @@ def test_taking_the_app_host_out_closes_6432_to_it(restore_node):
     next run closes 6432 on pg-srv2 to the app node and opens it to the outsider; the
     defaults (restore_node) swap them back."""
     converge("-e", json.dumps({"pgbouncer_allowed_sources": [OUTSIDER]}))
-    assert allowed_sources(IP, 6432) == [OUTSIDER]
+    assert allowed_sources(IP, 6432) == sorted([OUTSIDER, *HAPROXY])
     assert probe(APP, "%s:6432" % IP, "%s:5432" % IP) == {"%s:6432" % IP: "timeout", "%s:5432" % IP: "ok"}
     assert probe(OUTSIDER, "%s:6432" % IP) == {"%s:6432" % IP: "ok"}
     # Only pg-srv2 changed.
@@ -238,5 +245,5 @@ def test_taking_the_app_host_out_closes_6432_to_it(restore_node):
     assert probe(APP, "%s:6432" % other) == {"%s:6432" % other: "ok"}
 
     converge()
-    assert allowed_sources(IP, 6432) == [APP]
+    assert allowed_sources(IP, 6432) == sorted([APP, *HAPROXY])
     assert probe(OUTSIDER, "%s:6432" % IP) == {"%s:6432" % IP: "timeout"}

@@ -1,0 +1,162 @@
+"""HTTP health agent for HAProxy: does the local PgBouncer answer a real login and query?
+
+Usage: pgbouncer-health   (settings from the environment, see settings_from_env)
+
+Every GET / or GET /health opens a NEW connection to PgBouncer's TCP listener, as
+application_name "pgbouncer-health", and runs one query: SELECT 1 for a pooled database
+(through a server connection), SHOW VERSION for the admin console database "pgbouncer".
+The whole probe, login included, is bounded by PGBOUNCER_HEALTH_TIMEOUT seconds.
+Answers 200 "OK" when it worked, 503 with the reason otherwise; HAProxy's httpchk reads the
+status. A port that accepts TCP is not enough: a paused, stuck or misconfigured pooler
+fails here. Installed by the pgbouncer.cluster pgbouncer_health role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+APPLICATION_NAME = "pgbouncer-health"
+CONSOLE_DB = "pgbouncer"
+PATHS = ("/", "/health")
+
+
+def settings_from_env(env):
+    """The agent's settings from environment variables (the unit's EnvironmentFile)."""
+    return {
+        "listen_addr": env.get("PGBOUNCER_HEALTH_LISTEN_ADDR", "0.0.0.0"),
+        "listen_port": int(env.get("PGBOUNCER_HEALTH_PORT", "8008")),
+        "host": env.get("PGBOUNCER_HEALTH_PGBOUNCER_HOST", "127.0.0.1"),
+        "port": int(env.get("PGBOUNCER_HEALTH_PGBOUNCER_PORT", "6432")),
+        "user": env.get("PGBOUNCER_HEALTH_USER", "pgbouncer"),
+        "password": env.get("PGBOUNCER_HEALTH_PASSWORD", ""),
+        "dbname": env.get("PGBOUNCER_HEALTH_DB", CONSOLE_DB),
+        "timeout": float(env.get("PGBOUNCER_HEALTH_TIMEOUT", "2")),
+    }
+
+
+def conninfo(settings):
+    """psycopg.connect() keyword arguments: TCP only, no ~/.pgpass, libpq's own bound too."""
+    kwargs = {
+        "host": settings["host"],
+        "port": settings["port"],
+        "user": settings["user"],
+        "dbname": settings["dbname"],
+        "application_name": APPLICATION_NAME,
+        # libpq takes whole seconds and treats 1 as 2; the probe's own deadline is exact.
+        "connect_timeout": max(2, int(settings["timeout"] + 0.999)),
+        "passfile": os.devnull,
+    }
+    if settings["password"]:
+        kwargs["password"] = settings["password"]
+    return kwargs
+
+
+def query_for(dbname):
+    """The console speaks only SHOW and control commands; a pooled database gets SELECT 1."""
+    return "SHOW VERSION" if dbname == CONSOLE_DB else "SELECT 1"
+
+
+def reason(exc, settings):
+    """One line saying why the probe failed (never the password: libpq does not echo it)."""
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return "no answer from PgBouncer at %s:%s within %ss" % (settings["host"], settings["port"], settings["timeout"])
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return "PgBouncer at %s:%s: %s" % (settings["host"], settings["port"], text)
+
+
+def response(ok, why=""):
+    """(HTTP status, body) for a probe result."""
+    if ok:
+        return 200, "OK\n"
+    return 503, "FAIL: %s\n" % why
+
+
+async def _probe(settings, psycopg):
+    conn = await psycopg.AsyncConnection.connect(
+        autocommit=True, prepare_threshold=None, cursor_factory=psycopg.AsyncClientCursor, **conninfo(settings))
+    try:
+        cursor = await conn.execute(query_for(settings["dbname"]))
+        await cursor.fetchall()
+    finally:
+        await conn.close()
+
+
+def probe(settings, psycopg):
+    """(ok, reason) of one login and query, within settings['timeout'] seconds in total."""
+    try:
+        asyncio.run(asyncio.wait_for(_probe(settings, psycopg), settings["timeout"]))
+    except Exception as exc:  # psycopg.Error, OSError, timeout: all mean "not healthy"
+        return False, reason(exc, settings)
+    return True, ""
+
+
+class Handler(BaseHTTPRequestHandler):
+    """GET/HEAD / and /health run the probe; anything else is 404."""
+
+    server_version = "pgbouncer-health"
+    protocol_version = "HTTP/1.0"
+
+    def _answer(self, with_body):
+        if self.path.split("?", 1)[0] not in PATHS:
+            status, body = 404, "not found: GET /health\n"
+        else:
+            status, body = response(*self.server.check())
+        payload = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if with_body:
+            self.wfile.write(payload)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self._answer(True)
+
+    def do_HEAD(self):  # noqa: N802
+        self._answer(False)
+
+    def do_OPTIONS(self):  # noqa: N802 (HAProxy's httpchk default method)
+        self._answer(True)
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass  # every check would be a line; changes of the result are logged instead
+
+
+class HealthServer(ThreadingHTTPServer):
+    """Threaded HTTP server with a check() that logs when the result changes."""
+
+    daemon_threads = True
+
+    def __init__(self, settings, check_once):
+        super().__init__((settings["listen_addr"], settings["listen_port"]), Handler)
+        self._check_once = check_once
+        self._lock = threading.Lock()
+        self._last = None
+
+    def check(self):
+        ok, why = self._check_once()
+        with self._lock:
+            if ok != self._last:
+                print("healthy" if ok else "unhealthy: %s" % why, file=sys.stderr, flush=True)
+                self._last = ok
+        return ok, why
+
+
+def main():
+    import psycopg  # python3-psycopg on the node; imported here so the tests need no psycopg
+
+    settings = settings_from_env(os.environ)
+    server = HealthServer(settings, lambda: probe(settings, psycopg))
+    print("listening on %s:%s, checking %s:%s database %s as %s" % (
+        settings["listen_addr"], settings["listen_port"], settings["host"], settings["port"],
+        settings["dbname"], settings["user"]), file=sys.stderr, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

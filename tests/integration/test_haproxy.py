@@ -1,0 +1,191 @@
+"""HAProxy in front of the poolers on the lab: port 5000 on every pg-srv node reaches the
+poolers of all three, the health agent proves PgBouncer answers, a stopped pooler is marked
+DOWN within seconds while clients still get in, and playbooks/drain.yml (the haproxy_server
+module) drains a server and takes it back.
+
+Every wait is bounded. A test that stops a pooler or drains a server puts it back in a
+finalizer, also when it fails.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import APP_DB, APP_PASSWORD, APP_USER, NODES, ansible_playbook, app_python, recap, ssh
+
+FRONT_PORT = 5000
+HEALTH_PORT = 8008
+SOCKET = "/run/haproxy/admin.sock"
+DOWN_WITHIN = 6  # inter 1s, fall 2: DOWN after about 2-3 s
+UP_WITHIN = 15
+
+# On a client: open N connections through host:port at once, keep them open until all have
+# answered, print the server address each one reached (or the error).
+HOLD = r"""
+import json, sys
+import psycopg
+host, port, count, user, password, db = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+conns, result = [], []
+for _ in range(count):
+    try:
+        conn = psycopg.connect(host=host, port=port, user=user, password=password, dbname=db, connect_timeout=5,
+                               prepare_threshold=None)
+        conns.append(conn)
+        result.append(conn.execute("select inet_server_addr()::text").fetchone()[0])
+    except Exception as exc:
+        result.append("error: %s" % str(exc).strip().splitlines()[0])
+for conn in conns:
+    conn.close()
+print(json.dumps(result))
+"""
+
+# On a HAProxy node: one runtime API command, its answer as JSON.
+RUNTIME = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+out = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    out += chunk
+print(json.dumps(out.decode()))
+"""
+
+# On a node: GET a URL with a bounded timeout; prints [status, body] or ["error", text].
+HTTP_GET = r"""
+import json, sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=3) as answer:
+        print(json.dumps([answer.status, answer.read().decode()]))
+except urllib.error.HTTPError as exc:
+    print(json.dumps([exc.code, exc.read().decode()]))
+except Exception as exc:
+    print(json.dumps(["error", str(exc)]))
+"""
+
+
+def hold(count, host=NODES["pg-srv1"]):
+    return app_python(HOLD, host, FRONT_PORT, count, APP_USER, APP_PASSWORD, APP_DB, timeout=60)
+
+
+def server_status(haproxy_ip, server):
+    """{status, weight, scur} of backend pgbouncer's server on one HAProxy, from show stat."""
+    csv_text = app_python(RUNTIME, SOCKET, "show stat", ip=haproxy_ip, timeout=30)
+    header, *rows = csv_text.lstrip("# ").splitlines()
+    columns = header.split(",")
+    for line in rows:
+        row = dict(zip(columns, line.split(",")))
+        if row.get("pxname") == "pgbouncer" and row.get("svname") == server:
+            return {"status": row["status"], "weight": int(row["weight"] or 0), "scur": int(row["scur"] or 0)}
+    raise AssertionError("no server %s in show stat of %s" % (server, haproxy_ip))
+
+
+def wait_status(server, wanted, within):
+    """Seconds until every HAProxy shows `server` with status `wanted`; fails after `within`."""
+    started = time.monotonic()
+    while True:
+        seen = {ip: server_status(ip, server)["status"] for ip in NODES.values()}
+        if all(status == wanted for status in seen.values()):
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            raise AssertionError("%s not %s on every HAProxy within %ss: %s" % (server, wanted, within, seen))
+        time.sleep(0.5)
+
+
+def test_every_server_is_up_with_its_weight():
+    for ip in NODES.values():
+        for name in NODES:
+            assert server_status(ip, name)["status"] == "UP", (ip, name)
+            assert server_status(ip, name)["weight"] == 100, (ip, name)
+
+
+def test_health_agent_answers_ok_to_the_haproxy_hosts_only():
+    for ip in NODES.values():
+        assert app_python(HTTP_GET, "http://%s:%d/health" % (ip, HEALTH_PORT), ip=NODES["pg-srv1"], timeout=30) == [200, "OK\n"]
+    # Not open to the app node: the firewall lets only the HAProxy hosts reach it.
+    status = app_python(HTTP_GET, "http://%s:%d/health" % (NODES["pg-srv2"], HEALTH_PORT), timeout=30)[0]
+    assert status == "error"
+
+
+def test_health_agent_runs_unprivileged_with_a_root_only_login():
+    result = ssh(NODES["pg-srv1"], "systemctl show -p User,DynamicUser,ActiveState pgbouncer-health; "
+                 "stat -c '%a %U' /etc/pgbouncer-cluster/pgbouncer-health.env")
+    assert "DynamicUser=yes" in result.stdout and "ActiveState=active" in result.stdout
+    assert "600 root" in result.stdout
+
+
+def test_clients_through_port_5000_reach_every_pooler():
+    for front in NODES.values():
+        reached = hold(6, host=front)
+        assert not [item for item in reached if item.startswith("error")], reached
+        assert set(reached) == set(NODES.values()), (front, reached)
+
+
+@pytest.fixture
+def pooler_stopped():
+    """pg-srv3's PgBouncer stopped; started again afterwards, and UP again on every HAProxy."""
+    ssh(NODES["pg-srv3"], "systemctl stop pgbouncer")
+    yield "pg-srv3"
+    ssh(NODES["pg-srv3"], "systemctl start pgbouncer")
+    wait_status("pg-srv3", "UP", UP_WITHIN)
+
+
+def test_a_stopped_pooler_is_marked_down_within_seconds_and_clients_still_get_in(pooler_stopped):
+    took = wait_status(pooler_stopped, "DOWN", DOWN_WITHIN)
+    assert took <= DOWN_WITHIN
+    reached = hold(9)
+    assert not [item for item in reached if item.startswith("error")], reached
+    assert NODES[pooler_stopped] not in reached
+    assert set(reached) == {NODES["pg-srv1"], NODES["pg-srv2"]}
+
+
+def test_health_agent_says_why_when_pgbouncer_is_down(pooler_stopped):
+    status, body = app_python(HTTP_GET, "http://%s:%d/health" % (NODES[pooler_stopped], HEALTH_PORT), ip=NODES["pg-srv1"], timeout=30)
+    assert status == 503 and body.startswith("FAIL: PgBouncer at %s:6432" % NODES[pooler_stopped]), body
+
+
+def drain(state, *extra):
+    run = ansible_playbook("playbooks/drain.yml", "-e", "node=pg-srv2", "-e", "state=%s" % state, *extra, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    return recap(run.stdout)
+
+
+@pytest.fixture
+def restored():
+    yield
+    drain("ready")
+
+
+def test_drain_playbook_sends_no_new_sessions_to_the_node_and_takes_it_back(restored):
+    # Check mode says it would change, and changes nothing.
+    assert all(stats["changed"] == 1 for stats in drain("drain", "--check").values())
+    assert all(server_status(ip, "pg-srv2")["weight"] == 100 for ip in NODES.values())
+
+    assert all(stats["changed"] == 1 for stats in drain("drain").values())
+    assert all(server_status(ip, "pg-srv2")["weight"] == 0 for ip in NODES.values())
+    reached = hold(6)
+    assert not [item for item in reached if item.startswith("error")], reached
+    assert NODES["pg-srv2"] not in reached
+    # Idempotent: already drained.
+    assert all(stats["changed"] == 0 for stats in drain("drain").values())
+
+    assert all(stats["changed"] == 1 for stats in drain("ready").values())
+    assert all(server_status(ip, "pg-srv2") == {"status": "UP", "weight": 100, "scur": 0} for ip in NODES.values())
+    assert NODES["pg-srv2"] in hold(6)
+
+
+def test_drain_playbook_refuses_an_unknown_node():
+    run = ansible_playbook("playbooks/drain.yml", "-e", "node=pg-srv9", "-e", "state=drain", timeout=300)
+    assert run.returncode != 0
+    assert "set node (one of" in run.stdout
+
+
+def test_app_node_reaches_port_5000_on_every_node():
+    for ip in NODES.values():
+        assert hold(1, host=ip)[0] in NODES.values()

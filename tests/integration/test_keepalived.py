@@ -1,0 +1,220 @@
+"""The keepalived role on the lab: exactly one pg-srv node holds the VIP 10.129.0.20, the app
+node reaches it, and the VIP moves within seconds when the holder's keepalived stops or its
+check fails (HAProxy frontend or health agent gone); the VRRP secret shows up nowhere.
+
+The check needs something on port 5000 (HAProxy's frontend) and an HTTP 200 on 8008 (the
+PgBouncer health agent) of each node. Where the haproxy and pgbouncer_health roles have not
+put them there, the module fixture starts stand-ins (python3 http.server as transient
+systemd units) and removes them at the end. Every wait is bounded; each test puts back what
+it stopped, even when it fails.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, INVENTORY, NODES, ansible_playbook, app_python, recap, ssh
+
+VIP = "10.129.0.20"
+SETTINGS = yaml.safe_load((INVENTORY / "group_vars" / "keepalived.yml").read_text())
+SECRET = SETTINGS["keepalived_auth_pass"]
+CHECK = "/usr/local/libexec/pgbouncer-cluster/keepalived-check"
+FRONTEND_PORT, HEALTH_PORT = 5000, 8008
+# keepalived stopping: the peers hear priority 0 and take over at once. A failing check:
+# fall 2 runs 1 s apart, then the election. Both well inside this.
+FAILOVER_SECONDS = 10
+# Stand-ins, started only where nothing listens on the port yet.
+STAND_INS = {FRONTEND_PORT: "keepalived-test-frontend", HEALTH_PORT: "keepalived-test-health"}
+REAL_UNITS = {FRONTEND_PORT: "haproxy", HEALTH_PORT: "pgbouncer-health"}
+# On the app node: one query through host:port, bounded by a 5 s connect timeout.
+QUERY = r"""
+import json, sys
+import psycopg
+host, port, user, password, db = sys.argv[1:6]
+with psycopg.connect(host=host, port=int(port), user=user, password=password, dbname=db, connect_timeout=5) as conn:
+    print(json.dumps(list(conn.execute("select 1").fetchone())))
+"""
+
+
+def wait_for(what, predicate, timeout):
+    """Poll `predicate` every 0.5 s for at most `timeout` seconds; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            assert value, "%s: not within %d s" % (what, timeout)
+            return value
+        time.sleep(0.5)
+
+
+def holders():
+    """Names of the nodes that have the VIP on an interface."""
+    return sorted(name for name, ip in NODES.items() if " %s/" % VIP in " " + ssh(ip, "ip -br -4 addr").stdout.replace("\n", " "))
+
+
+def one_holder():
+    found = holders()
+    return found[0] if len(found) == 1 else None
+
+
+def listening(ip, port):
+    return bool(ssh(ip, "ss -Hltn 'sport = :%d'" % port).stdout.strip())
+
+
+def unit_for(ip, port):
+    """The unit that serves `port` on the node: the stand-in if the fixture started one there."""
+    stand_in = STAND_INS[port]
+    if ssh(ip, "systemctl is-active --quiet %s" % stand_in, check=False).returncode == 0:
+        return stand_in
+    return REAL_UNITS[port]
+
+
+def start_target(ip, port):
+    """Start what serves `port` on the node: the real unit where it exists, else the stand-in."""
+    real = REAL_UNITS[port]
+    if ssh(ip, "systemctl cat %s" % real, check=False).returncode == 0:
+        ssh(ip, "systemctl start %s" % real)
+    else:
+        unit = STAND_INS[port]
+        ssh(ip, "mkdir -p /run/%s && systemd-run --quiet --unit %s --collect "
+                "python3 -m http.server %d --directory /run/%s" % (unit, unit, port, unit))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def check_targets():
+    """Something on 5000 and an HTTP 200 on 8008 of every node, then exactly one holder."""
+    started = []
+    for ip in NODES.values():
+        for port, unit in STAND_INS.items():
+            if not listening(ip, port):
+                start_target(ip, port)
+                started.append((ip, unit))
+    for ip in NODES.values():
+        probes = "%s --haproxy 127.0.0.1:5000 --health %s:8008" % (CHECK, ip)
+        wait_for("%s answers both probes" % ip, lambda ip=ip, probes=probes: ssh(ip, probes, check=False).returncode == 0, 15)
+    wait_for("exactly one node holds %s" % VIP, one_holder, 30)
+    yield
+    for ip, unit in started:
+        ssh(ip, "systemctl stop %s" % unit, check=False)
+
+
+@pytest.fixture
+def restore():
+    """After the test: keepalived and both check targets running on every node again, and
+    exactly one holder."""
+    yield
+    for ip in NODES.values():
+        for port in (FRONTEND_PORT, HEALTH_PORT):
+            if not listening(ip, port):
+                start_target(ip, port)
+        ssh(ip, "systemctl start keepalived")
+    wait_for("exactly one node holds %s" % VIP, one_holder, 30)
+
+
+def vrrp_state(ip, since):
+    """The last VRRP state keepalived logged on the node since `since` (a journalctl time)."""
+    log = ssh(ip, "journalctl -u keepalived --since '%s' -o cat --no-pager" % since).stdout
+    states = [line.split("Entering ")[1].split()[0] for line in log.splitlines() if "Entering " in line and " STATE" in line]
+    return states[-1] if states else None
+
+
+def node_time(ip):
+    return ssh(ip, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+
+
+# --- steady state --------------------------------------------------------------------------
+
+
+def test_exactly_one_node_holds_the_vip():
+    addresses = {name: ssh(ip, "ip -br -4 addr").stdout for name, ip in NODES.items()}
+    assert [name for name, text in addresses.items() if VIP in text] == [one_holder()], addresses
+
+
+def test_every_node_runs_keepalived_with_a_root_only_config():
+    for ip in NODES.values():
+        assert ssh(ip, "systemctl is-active keepalived; systemctl is-enabled keepalived").stdout.split() == ["active", "enabled"]
+        assert ssh(ip, "stat -c '%U %G %a' /etc/keepalived/keepalived.conf").stdout.split() == ["root", "root", "600"]
+        assert ssh(ip, "stat -c '%U %G %a' " + CHECK).stdout.split() == ["root", "root", "755"]
+
+
+def test_the_app_node_reaches_the_vip_on_the_holder():
+    holder = one_holder()
+    ssh(APP, "ping -c 2 -W 2 %s" % VIP)
+    holder_mac = ssh(NODES[holder], "cat /sys/class/net/$(ip -br -4 addr | awk '/ %s\\// {print $1}')/address" % VIP).stdout.strip()
+    neighbour = ssh(APP, "ip neigh show %s" % VIP).stdout
+    assert holder_mac and holder_mac in neighbour, (holder, holder_mac, neighbour)
+    if unit_for(NODES[holder], FRONTEND_PORT) == REAL_UNITS[FRONTEND_PORT]:
+        # The real thing: a query through the VIP, HAProxy and a pooler.
+        assert app_python(QUERY, VIP, FRONTEND_PORT, APP_USER, APP_PASSWORD, APP_DB, timeout=30) == [1]
+
+
+def test_the_check_runs_unprivileged_and_keepalived_accepts_it():
+    for ip in NODES.values():
+        assert ssh(ip, "runuser -u keepalived_script -- %s --haproxy 127.0.0.1:5000 --health %s:8008" % (CHECK, ip), check=False).returncode == 0
+        log = ssh(ip, "journalctl -u keepalived -b -o cat --no-pager").stdout
+        assert "SECURITY VIOLATION" not in log and "insecure" not in log.lower(), log[-2000:]
+
+
+def test_the_secret_is_in_no_log_and_no_output():
+    result = ansible_playbook("playbooks/site.yml", "--check", "--diff", "--limit", "pg-srv3",
+                              "-e", "keepalived_check_fall=3")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "Write keepalived.conf" in result.stdout
+    assert "the output has been hidden" in result.stdout
+    assert SECRET not in result.stdout + result.stderr
+    for ip in NODES.values():
+        assert SECRET not in ssh(ip, "journalctl -b --no-pager -o cat").stdout
+
+
+def test_rerun_of_site_yml_changes_nothing():
+    result = ansible_playbook("playbooks/site.yml", "--diff")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    stats = recap(result.stdout)
+    assert {host: stats[host]["changed"] for host in NODES} == dict.fromkeys(NODES, 0), result.stdout[-4000:]
+    assert SECRET not in result.stdout + result.stderr
+
+
+# --- failover -------------------------------------------------------------------------------
+
+
+def moved_from(old):
+    new = one_holder()
+    return new if new and new != old else None
+
+
+def test_stopping_keepalived_on_the_holder_moves_the_vip(restore):
+    old = one_holder()
+    started = time.monotonic()
+    ssh(NODES[old], "systemctl stop keepalived")
+    new = wait_for("the VIP leaves %s" % old, lambda: moved_from(old), FAILOVER_SECONDS)
+    print("VIP moved from %s to %s in %.1f s" % (old, new, time.monotonic() - started))
+    ssh(APP, "ping -c 1 -W 2 %s" % VIP)
+    # nopreempt: the old holder comes back as BACKUP and leaves the VIP where it is.
+    since = node_time(NODES[old])
+    ssh(NODES[old], "systemctl start keepalived")
+    wait_for("%s back as BACKUP" % old, lambda: vrrp_state(NODES[old], since) == "BACKUP", 15)
+    time.sleep(3)
+    assert holders() == [new]
+
+
+@pytest.mark.parametrize("port", [FRONTEND_PORT, HEALTH_PORT], ids=["haproxy-frontend", "health-agent"])
+def test_a_failing_check_on_the_holder_moves_the_vip(port, restore):
+    old = one_holder()
+    ip = NODES[old]
+    unit = unit_for(ip, port)
+    since = node_time(ip)
+    started = time.monotonic()
+    ssh(ip, "systemctl stop %s" % unit)
+    new = wait_for("the VIP leaves %s" % old, lambda: moved_from(old), FAILOVER_SECONDS)
+    print("check on port %d failed: VIP moved from %s to %s in %.1f s" % (port, old, new, time.monotonic() - started))
+    assert vrrp_state(ip, since) == "FAULT"
+    ssh(APP, "ping -c 1 -W 2 %s" % VIP)
+    # Back to health: BACKUP again, and the VIP stays on the new holder (nopreempt).
+    since = node_time(ip)
+    start_target(ip, port)
+    wait_for("%s back as BACKUP" % old, lambda: vrrp_state(ip, since) == "BACKUP", 15)
+    time.sleep(3)
+    assert holders() == [new]
