@@ -72,10 +72,10 @@ def process(index, processes=1, service_name="pgbouncer", config_dir="/etc/pgbou
     }
 
 
-def layout(processes=1, instance=None, **paths):
-    """Every process of the node, in order (or only `instance`, e.g. "%i")."""
-    if instance is not None:
-        return process(instance, processes, **paths)
+def layout(processes=1, index=None, **paths):
+    """Every process of the node, in order (or only process `index`, e.g. "%i")."""
+    if index is not None:
+        return process(index, processes, **paths)
     return [process(index, processes, **paths) for index in range(1, max(1, int(processes)) + 1)]
 
 

@@ -36,7 +36,7 @@ def test_several_processes_get_their_own_unit_socket_pid_and_log():
         "unix_socket_dir": "/var/run/postgresql/pgbouncer-2", "pidfile": "/var/run/postgresql/pgbouncer-2.pid",
         "logfile": "/var/log/postgresql/pgbouncer-2.log", "port": 6433,
     }
-    pattern = _processes.layout(2, instance="%i")
+    pattern = _processes.layout(2, index="%i")
     assert pattern["config_file"] == "/etc/pgbouncer/pgbouncer-%i.ini"
     assert pattern["unix_socket_dir"] == "/var/run/postgresql/pgbouncer-%i"
     assert _processes.layout(3, logfile="")[2]["logfile"] == ""
