@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _validate
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _processes, _validate
 
 
 class FilterModule:
@@ -19,4 +19,7 @@ class FilterModule:
             "pgbouncer_console_user_problems": _validate.console_user_problems,
             "pgbouncer_pool_sizing_problems": _validate.pool_sizing_problems,
             "pgbouncer_source_problems": _validate.source_problems,
+            "pgbouncer_processes": _processes.layout,
+            "pgbouncer_process_config": _processes.process_config,
+            "pgbouncer_retired_processes": _processes.retired,
         }

@@ -7,7 +7,10 @@ A pooler is a dict (the pgbouncer role builds it per host):
   name, default_pool_size, reserve_pool_size, max_db_connections, max_user_connections,
   users: names that can log in, databases: [databases] entries (dicts with name, host,
   optional user, pool_size, reserve_pool, max_db_connections),
-  wildcard: bool, wildcard_host, wildcard_databases: names the "*" entry serves.
+  wildcard: bool, wildcard_host, wildcard_databases: names the "*" entry serves,
+  processes: PgBouncer processes on the node (optional, default 1). The limits are the
+  node's; each process gets its share (_processes.share), and the node can open
+  processes x what one process can.
 A capacity is {host: {"max_connections": n, "superuser_reserved_connections": n,
   "reserved_connections": n}} for each PostgreSQL whose limits are known.
 
@@ -15,6 +18,8 @@ Private to this collection: the API may change without notice.
 """
 
 from __future__ import annotations
+
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _processes
 
 
 def _int(value):
@@ -35,7 +40,21 @@ def database_demand(pooler, entry):
 
 
 def pooler_demand(pooler):
-    """{postgres host: (connections, [per-database arithmetic])} for one pooler."""
+    """{postgres host: (connections, [per-database arithmetic])} for one pooler (all its processes)."""
+    processes = _int(pooler.get("processes")) or 1
+    if processes == 1:
+        return _process_demand(pooler)
+    one = dict(pooler, processes=1)
+    for key in ("default_pool_size", "reserve_pool_size", "max_db_connections", "max_user_connections"):
+        one[key] = _processes.share(pooler.get(key), processes)
+    one["databases"] = [_processes.divided_database(entry, processes) for entry in pooler.get("databases") or []]
+    return {
+        host: (processes * count, ["%d processes x (%s)" % (processes, "; ".join(parts))])
+        for host, (count, parts) in _process_demand(one).items()
+    }
+
+
+def _process_demand(pooler):
     entries = list(pooler.get("databases") or [])
     if pooler.get("wildcard"):
         named = {entry["name"] for entry in entries}

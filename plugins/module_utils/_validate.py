@@ -29,6 +29,7 @@ INT_RANGES = {
     "pgbouncer_stats_period": (1, None),
     "pgbouncer_database_wildcard_port": (1, 65535),
     "pgbouncer_limit_nofile": (64, None),
+    "pgbouncer_processes": (1, 64),
 }
 
 POOL_MODES = ("session", "transaction", "statement")
@@ -186,6 +187,12 @@ def _auth_problems(variables):
         yield "pgbouncer_limit_nofile %d leaves no file descriptors for server connections beyond pgbouncer_max_client_conn %d" % (files, clients)
 
 
+def _process_problems(variables):
+    processes = _as_int(variables.get("pgbouncer_processes", 1), 1)
+    if processes > 1 and not variables.get("pgbouncer_unix_socket_dir"):
+        yield "pgbouncer_processes %d needs pgbouncer_unix_socket_dir: each process's admin console is reached on its own socket" % processes
+
+
 def _extra_problems(variables):
     for key in variables.get("pgbouncer_extra_settings") or {}:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", str(key)):
@@ -196,7 +203,7 @@ def _extra_problems(variables):
 
 def problems(variables):
     """Every problem found in `variables` (role variable name -> value), as messages."""
-    checks = (_int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems, _extra_problems)
+    checks = (_int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems, _process_problems, _extra_problems)
     return [problem for check in checks for problem in check(variables)]
 
 
