@@ -1,0 +1,153 @@
+"""High availability on the lab: clients connect to the keepalived VIP's HAProxy (port 5000).
+
+- playbooks/rolling_restart.yml restarts every node's PgBouncer while 50 pgbench clients
+  (transaction pooling, a new connection per transaction) run through the VIP: 0 failures.
+- kill -9 of the VIP holder's PgBouncer: new connections through the VIP work within 5 s.
+All waits are bounded; all traffic goes from the app node to lab addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import APP, APP_DB, APP_USER, NODES, SSH_CONFIG, ansible_playbook, recap, ssh
+
+VIP = "10.129.0.20"
+FRONT_PORT = 5000
+CLIENTS = 50
+LOAD_SECONDS = 240  # pgbench -T: a bound well above the playbook's time on a quiet machine
+TRANSACTION = "SELECT 1;\n"
+
+# Runs on the app node: one new connection + query through the VIP every 0.2 s for `seconds`;
+# prints [[time, ok, error], ...].
+PROBE = r"""
+import json, sys, time, psycopg
+host, port, user, db, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
+samples, end = [], time.time() + seconds
+while time.time() < end:
+    started = time.time()
+    try:
+        with psycopg.connect(host=host, port=port, user=user, dbname=db, connect_timeout=2,
+                             prepare_threshold=None) as conn:
+            conn.execute("SELECT 1").fetchone()
+        samples.append([started, True, ""])
+    except psycopg.Error as error:
+        samples.append([started, False, str(error).strip()[:200]])
+    time.sleep(max(0.0, 0.2 - (time.time() - started)))
+print(json.dumps(samples))
+"""
+
+
+def vip_holder():
+    """The pg-srv node that has the VIP on an interface (exactly one must)."""
+    holders = [name for name, ip in NODES.items() if VIP in ssh(ip, "ip -o -4 addr show").stdout]
+    assert len(holders) == 1, "VIP %s held by %s" % (VIP, holders or "nobody")
+    return holders[0]
+
+
+def pgbouncer_started(ip):
+    """When systemd last started the node's PgBouncer unit(s)."""
+    units = "systemctl list-units --plain --no-legend --type=service 'pgbouncer.service' 'pgbouncer@*.service'"
+    return ssh(ip, "for unit in $(%s | cut -d' ' -f1); do systemctl show -p ActiveEnterTimestampMonotonic --value $unit; done"
+               % units).stdout
+
+
+def wait_healthy(seconds=60):
+    """Until every node's PgBouncer runs and answers through the VIP again."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        active = all(ssh(ip, "systemctl is-active --quiet pgbouncer", check=False).returncode == 0 for ip in NODES.values())
+        if active and ssh(APP, "psql -XAtq 'host=%s port=%d dbname=%s user=%s connect_timeout=3' -c 'select 1'"
+                          % (VIP, FRONT_PORT, APP_DB, APP_USER), check=False).returncode == 0:
+            return
+        time.sleep(1)
+    pytest.fail("the cluster did not get healthy again within %d s" % seconds)
+
+
+def parse_pgbench(output):
+    def number(pattern):
+        match = re.search(pattern, output, re.MULTILINE)
+        assert match, "pgbench output lacks %r:\n%s" % (pattern, output[-3000:])
+        return int(match.group(1))
+
+    progress = [(float(ts), float(tps)) for ts, tps in re.findall(r"^progress: ([\d.]+) s, ([\d.]+) tps", output, re.MULTILINE)]
+    return {
+        "processed": number(r"^number of transactions actually processed: (\d+)"),
+        "failed": number(r"^number of failed transactions: (\d+)"),
+        "aborted": len(re.findall(r"client \d+ aborted", output)),
+        "progress": progress,
+    }
+
+
+def test_rolling_restart_under_load_fails_no_transaction():
+    wait_healthy()
+    started_before = {name: pgbouncer_started(ip) for name, ip in NODES.items()}
+    script = ssh(APP, "mktemp /tmp/ha-load.XXXXXX.sql").stdout.strip()
+    ssh(APP, "cat > %s" % script, input=TRANSACTION)
+    # -C: a new connection per transaction through the VIP, as clients whose pool recycles
+    # connections; a drained node sees its clients leave and new ones go elsewhere.
+    command = ("timeout %d pgbench -n -C -h %s -p %d -U %s -c %d -j 2 -T %d -f %s -P 1 --progress-timestamp "
+               "--max-tries=1 --failures-detailed %s" % (LOAD_SECONDS + 60, VIP, FRONT_PORT, APP_USER, CLIENTS,
+                                                        LOAD_SECONDS, script, APP_DB))
+    pgbench = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, command],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(10)  # load before the first node is drained
+        begun = time.time()
+        run = ansible_playbook("playbooks/rolling_restart.yml", timeout=LOAD_SECONDS - 20)
+        finished = time.time()
+        output = pgbench.communicate(timeout=LOAD_SECONDS + 120)[0]
+    finally:
+        if pgbench.poll() is None:
+            pgbench.kill()
+        ssh(APP, "rm -f %s" % script, check=False)
+
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert all(stats["failed"] == 0 and stats["unreachable"] == 0 for stats in recap(run.stdout).values())
+    started_after = {name: pgbouncer_started(ip) for name, ip in NODES.items()}
+    assert all(started_after[name] != started_before[name] for name in NODES), "not every PgBouncer was restarted"
+
+    result = parse_pgbench(output)
+    print("pgbench through the VIP: %d transactions, %d failed, %d clients aborted; rolling restart took %.0f s"
+          % (result["processed"], result["failed"], result["aborted"], finished - begun))
+    assert result["aborted"] == 0 and pgbench.returncode == 0, output[-3000:]
+    assert result["failed"] == 0, output[-3000:]
+    progress = result["progress"]
+    assert progress and progress[0][0] < begun and progress[-1][0] > finished, \
+        "pgbench did not cover the rolling restart (raise LOAD_SECONDS)"
+    during = sum(tps for ts, tps in progress if begun <= ts <= finished)
+    assert during > 0, "no transaction completed during the rolling restart"
+
+
+def test_kill_9_of_the_vip_holders_pgbouncer_new_connections_within_5s():
+    wait_healthy()
+    holder = vip_holder()
+    probe = subprocess.Popen(
+        ["ssh", "-F", str(SSH_CONFIG), APP, "python3 - %s %d %s %s 20" % (VIP, FRONT_PORT, APP_USER, APP_DB)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    probe.stdin.write(PROBE)
+    probe.stdin.close()
+    try:
+        time.sleep(4)  # a baseline through the VIP first
+        killed_at = time.time()
+        ssh(NODES[holder], "systemctl kill -s KILL pgbouncer.service")
+        samples = json.loads(probe.stdout.read())
+        probe.wait(timeout=60)
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+    before = [ok for ts, ok, _ in samples if ts < killed_at]
+    after = [(ts - killed_at, ok, error) for ts, ok, error in samples if ts >= killed_at]
+    assert before and all(before), "the VIP did not answer before the kill: %s" % samples[:10]
+    first_ok = next((delay for delay, ok, _ in after if ok), None)
+    assert first_ok is not None and first_ok <= 5, "no new connection through the VIP within 5 s: %s" % after[:30]
+    late_failures = [(round(delay, 1), error) for delay, ok, error in after if not ok and delay > 5]
+    assert late_failures == [], "connections through the VIP still failing after 5 s: %s" % late_failures
+    print("after kill -9 on %s: first new connection after %.2f s; %d of %d probes in the first 5 s failed"
+          % (holder, first_ok, sum(1 for delay, ok, _ in after if not ok), len(after)))
+    wait_healthy()  # systemd brings the killed PgBouncer back
