@@ -33,7 +33,7 @@ for _ in range(count):
         conn = psycopg.connect(host=host, port=port, user=user, password=password, dbname=db, connect_timeout=5,
                                prepare_threshold=None)
         conns.append(conn)
-        result.append(conn.execute("select inet_server_addr()::text").fetchone()[0])
+        result.append(conn.execute("select host(inet_server_addr())").fetchone()[0])
     except Exception as exc:
         result.append("error: %s" % str(exc).strip().splitlines()[0])
 for conn in conns:

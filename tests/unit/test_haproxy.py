@@ -168,3 +168,29 @@ def test_runtime_command_sends_one_line_and_reads_until_the_socket_closes(tmp_pa
 def test_runtime_command_without_socket_says_what_to_check(tmp_path):
     with pytest.raises(_haproxy.RuntimeApiError, match="no HAProxy runtime API socket at .*level admin"):
         _haproxy.runtime_command(str(tmp_path / "missing.sock"), "show stat")
+
+
+# --- recorded on the lab (pg-srv1's haproxy, Debian 12) ------------------------------
+
+
+def lab_status(server, suffix=""):
+    states = _haproxy.parse_servers_state(fixture("lab_show_servers_state_2.6%s.txt" % suffix))
+    stats = _haproxy.parse_stat(fixture("lab_show_stat_2.6%s.txt" % suffix))
+    return _haproxy.find_server(states, stats, "pgbouncer", server)
+
+
+def test_lab_recording_every_server_up_and_ready():
+    for server, address in (("pg-srv1", "10.129.0.21"), ("pg-srv2", "10.129.0.22"), ("pg-srv3", "10.129.0.23")):
+        current = lab_status(server)
+        assert (current["operational"], current["admin_state"], current["weight"], current["status"], current["address"]) == (
+            "up", "ready", 100, "UP", address)
+        assert _haproxy.plan("pgbouncer", server, current, 100, "ready") == []
+
+
+def test_lab_recording_drain_and_maint():
+    drained, maint = lab_status("pg-srv2", "_drain_maint"), lab_status("pg-srv3", "_drain_maint")
+    assert (drained["admin_state"], drained["operational"], drained["status"]) == ("drain", "up", "DRAIN")
+    assert (maint["admin_state"], maint["operational"], maint["weight"], maint["initial_weight"], maint["status"]) == (
+        "maint", "down", 50, 100, "MAINT")
+    assert _haproxy.plan("pgbouncer", "pg-srv3", maint, 100, "ready") == [
+        "set server pgbouncer/pg-srv3 state ready", "set server pgbouncer/pg-srv3 weight 100"]
