@@ -24,7 +24,8 @@ CLIENTS = 24
 HOLD = r"""
 import sys, time, psycopg
 host, user, password, db, count, seconds = sys.argv[1:7]
-conns = [psycopg.connect(host=host, port=6432, user=user, password=password, dbname=db, connect_timeout=10)
+conns = [psycopg.connect(host=host, port=6432, user=user, password=password, dbname=db, connect_timeout=10,
+                         autocommit=True)
          for _ in range(int(count))]
 for conn in conns:
     conn.execute("SELECT 1")
