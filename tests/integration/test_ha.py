@@ -91,9 +91,9 @@ def test_rolling_restart_under_load_fails_no_transaction():
     ssh(APP, "cat > %s" % script, input=TRANSACTION)
     # -C: a new connection per transaction through the VIP, as clients whose pool recycles
     # connections; a drained node sees its clients leave and new ones go elsewhere.
-    command = ("timeout %d pgbench -n -C -h %s -p %d -U %s -c %d -j 2 -T %d -f %s -P 1 --progress-timestamp "
-               "--max-tries=1 --failures-detailed %s" % (LOAD_SECONDS + 60, VIP, FRONT_PORT, APP_USER, CLIENTS,
-                                                        LOAD_SECONDS, script, APP_DB))
+    command = "timeout %d pgbench -n -C -h %s -p %d -U %s -c %d -j 2 -T %d -f %s -P 1 --progress-timestamp " % (
+        LOAD_SECONDS + 60, VIP, FRONT_PORT, APP_USER, CLIENTS, LOAD_SECONDS, script)
+    command += "--max-tries=1 --failures-detailed %s" % APP_DB
     pgbench = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, command],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -141,13 +141,13 @@ def test_kill_9_of_the_vip_holders_pgbouncer_new_connections_within_5s():
     finally:
         if probe.poll() is None:
             probe.kill()
-    before = [ok for ts, ok, _ in samples if ts < killed_at]
+    before = [ok for ts, ok, _error in samples if ts < killed_at]
     after = [(ts - killed_at, ok, error) for ts, ok, error in samples if ts >= killed_at]
     assert before and all(before), "the VIP did not answer before the kill: %s" % samples[:10]
-    first_ok = next((delay for delay, ok, _ in after if ok), None)
+    first_ok = next((delay for delay, ok, _error in after if ok), None)
     assert first_ok is not None and first_ok <= 5, "no new connection through the VIP within 5 s: %s" % after[:30]
     late_failures = [(round(delay, 1), error) for delay, ok, error in after if not ok and delay > 5]
     assert late_failures == [], "connections through the VIP still failing after 5 s: %s" % late_failures
     print("after kill -9 on %s: first new connection after %.2f s; %d of %d probes in the first 5 s failed"
-          % (holder, first_ok, sum(1 for delay, ok, _ in after if not ok), len(after)))
+          % (holder, first_ok, sum(1 for _delay, ok, _error in after if not ok), len(after)))
     wait_healthy()  # systemd brings the killed PgBouncer back
