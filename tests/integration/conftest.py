@@ -92,6 +92,22 @@ def recap(output):
     return stats
 
 
+def parse_pgbench(output):
+    """Counts and per-second progress of a pgbench run (PostgreSQL 15 and 17 wording)."""
+    def number(pattern):
+        match = re.search(pattern, output, re.MULTILINE)
+        assert match, "pgbench output lacks %r:\n%s" % (pattern, output[-3000:])
+        return int(match.group(1))
+
+    progress = [(float(ts), float(tps)) for ts, tps in re.findall(r"^progress: ([\d.]+) s, ([\d.]+) tps", output, re.MULTILINE)]
+    return {
+        "processed": number(r"^number of transactions actually processed: (\d+)"),
+        "failed": number(r"^number of failed transactions: (\d+)"),
+        "aborted": len(re.findall(r"client \d+ aborted", output)),
+        "progress": progress,
+    }
+
+
 @pytest.fixture(scope="session")
 def hosts():
     """testinfra hosts for the pg-srv nodes, over the lab's ssh_config."""

@@ -9,13 +9,12 @@ All waits are bounded; all traffic goes from the app node to lab addresses.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
 
 import pytest
 
-from conftest import APP, APP_DB, APP_USER, NODES, SSH_CONFIG, ansible_playbook, recap, ssh
+from conftest import APP, APP_DB, APP_USER, NODES, SSH_CONFIG, ansible_playbook, parse_pgbench, recap, ssh
 
 VIP = "10.129.0.20"
 FRONT_PORT = 5000
@@ -67,21 +66,6 @@ def wait_healthy(seconds=60):
             return
         time.sleep(1)
     pytest.fail("the cluster did not get healthy again within %d s" % seconds)
-
-
-def parse_pgbench(output):
-    def number(pattern):
-        match = re.search(pattern, output, re.MULTILINE)
-        assert match, "pgbench output lacks %r:\n%s" % (pattern, output[-3000:])
-        return int(match.group(1))
-
-    progress = [(float(ts), float(tps)) for ts, tps in re.findall(r"^progress: ([\d.]+) s, ([\d.]+) tps", output, re.MULTILINE)]
-    return {
-        "processed": number(r"^number of transactions actually processed: (\d+)"),
-        "failed": number(r"^number of failed transactions: (\d+)"),
-        "aborted": len(re.findall(r"client \d+ aborted", output)),
-        "progress": progress,
-    }
 
 
 def test_rolling_restart_under_load_fails_no_transaction():

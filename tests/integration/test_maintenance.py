@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import APP, APP_USER, NODES, SSH_CONFIG, ansible_playbook, app_python, psql, recap, ssh
+from conftest import APP, APP_USER, NODES, SSH_CONFIG, ansible_playbook, app_python, parse_pgbench, psql, recap, ssh
 
 PLAYBOOK = "playbooks/maintenance.yml"
 RESTART = "tasks/restart_postgresql.yml"
@@ -117,21 +117,6 @@ def resumed_after(request):
     for ip in NODES.values():
         app_python(CONSOLE, ip, 'RESUME "%s"' % db)
     assert paused_anywhere(db) == []
-
-
-def parse_pgbench(output):
-    """Counts and progress of a pgbench run (PostgreSQL 15 wording)."""
-    def number(pattern):
-        match = re.search(pattern, output, re.MULTILINE)
-        assert match, "pgbench output lacks %r:\n%s" % (pattern, output)
-        return int(match.group(1))
-
-    progress = [(float(ts), float(tps)) for ts, tps in re.findall(r"^progress: ([\d.]+) s, ([\d.]+) tps", output, re.MULTILINE)]
-    return {
-        "processed": number(r"^number of transactions actually processed: (\d+)"),
-        "failed": number(r"^number of failed transactions: (\d+)"),
-        "progress": progress,
-    }
 
 
 def start_pgbench(script_path):
