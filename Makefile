@@ -46,9 +46,10 @@ sanity:
 unit:
 	pytest -q tests/unit
 
+# Each scenario's output is kept in .lab/; on failure the failing tests are repeated last.
 molecule:
-	molecule test -s default
-	molecule test -s debian13
+	scripts/molecule-scenario default
+	scripts/molecule-scenario debian13
 
 # The collection tarball users install (build_ignore in galaxy.yml leaves dev files out).
 build: deps
