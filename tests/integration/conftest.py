@@ -105,6 +105,8 @@ def parse_pgbench(output):
         "failed": number(r"^number of failed transactions: (\d+)"),
         "aborted": len(re.findall(r"client \d+ aborted", output)),
         "progress": progress,
+        # What pgbench said went wrong (aborts, connection errors), for assertion messages.
+        "errors": re.findall(r"^pgbench: error: .*$|^.*(?:aborted|FATAL|ERROR).*$", output, re.MULTILINE),
     }
 
 

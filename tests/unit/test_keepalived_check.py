@@ -4,6 +4,7 @@ bash against local listeners: a 200, a 503, a listener that never answers, a clo
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import subprocess
 import threading
@@ -102,3 +103,28 @@ def test_bad_arguments_exit_2(args):
     result = check(*args)
     assert result.returncode == 2
     assert "usage:" in result.stderr
+
+
+def test_a_fresh_hold_skips_only_the_health_probe(failing_server, closed_port, ok_server, tmp_path):
+    hold = tmp_path / "keepalived-hold"
+    hold.touch()
+    held = ["--hold", str(hold), "--hold-max-age", "300"]
+    assert check("--health", failing_server, *held).returncode == 0
+    result = check("--haproxy", closed_port, "--health", ok_server, *held)
+    assert result.returncode == 1 and "tcp probe of %s failed" % closed_port in result.stdout
+
+
+def test_a_missing_or_old_hold_does_not_count(failing_server, tmp_path):
+    hold = tmp_path / "keepalived-hold"
+    held = ["--health", failing_server, "--hold", str(hold), "--hold-max-age", "300"]
+    assert check(*held).returncode == 1
+    hold.touch()
+    old = time.time() - 301
+    os.utime(hold, (old, old))
+    result = check(*held)
+    assert result.returncode == 1 and "http probe of %s failed" % failing_server in result.stdout
+
+
+def test_a_hold_max_age_must_be_seconds(tmp_path):
+    result = check("--hold", str(tmp_path / "hold"), "--hold-max-age", "5m")
+    assert result.returncode == 2 and "usage:" in result.stderr
