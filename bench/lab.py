@@ -67,9 +67,9 @@ def ssh_popen(ip: str, command: str) -> subprocess.Popen:
     )
 
 
-def lab_sh(*args: str, timeout: float = 300, env: dict | None = None) -> str:
+def lab_sh(*args: str, timeout: float = 300) -> str:
     proc = subprocess.run(
-        [str(LAB), *args], capture_output=True, text=True, timeout=timeout, check=False, env=dict(LAB_ENV, **(env or {}))
+        [str(LAB), *args], capture_output=True, text=True, timeout=timeout, check=False, env=LAB_ENV
     )
     if proc.returncode != 0:
         raise BenchError("lab/lab.sh %s failed (%d): %s%s" % (" ".join(args), proc.returncode, proc.stdout[-1500:], proc.stderr[-1500:]))
@@ -102,6 +102,3 @@ def recap(output: str) -> dict[str, dict[str, int]]:
         stats[host] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", fields)}
     return stats
 
-
-def podman(*args: str, timeout: float = 300) -> str:
-    return run(["podman", *args], timeout=timeout).stdout

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
-import hashlib
 import io
 import json
 import os
@@ -52,7 +51,7 @@ from pathlib import Path
 import yaml
 
 from bench import pgbench, report
-from bench.lab import LAB_ENV, ROOT, BenchError, ansible_playbook, check, lab_sh, node_ip, podman, recap, ssh, ssh_popen
+from bench.lab import ROOT, BenchError, ansible_playbook, check, lab_sh, node_ip, recap, ssh, ssh_popen
 
 APP_IP = "10.129.0.31"
 # Lab accounts (inventories/lab/group_vars/all.yml); passwords come from the app node's ~/.pgpass.
@@ -378,11 +377,10 @@ class Bench:
         return ["pg-srv%d" % n for n in range(first, LAST_SLOT + (0 if self.fresh else 1))]
 
     def setup_fresh_node(self) -> None:
-        """BENCH_NODE=fresh: a new node from the prepared image, through prepare.yml and site.yml
+        """BENCH_NODE=fresh: a new node from the lab's node image, through prepare.yml and site.yml
         with the lab's inventory variables, so it runs what the lab runs, untouched by anyone."""
         self.cleanup_leftovers()
-        image = self.prepared_image(self.slots()[0])
-        self.add_nodes([self.s.node], image)
+        self.add_nodes([self.s.node])
         inventory = write_inventory("bench-node", [self.s.node])
         for playbook, extra in (("playbooks/lab/prepare.yml", ("--limit", "%s,localhost" % self.s.node)), ("playbooks/site.yml", ())):
             self.log("%s on the fresh bench node %s" % (playbook, self.s.node))
@@ -396,10 +394,9 @@ class Bench:
         rounds = plan_rounds(self.s.ansible_sizes, len(slots))
         if not self.fresh:
             self.cleanup_leftovers()
-        image = self.prepared_image(slots[0])
         for sizes in rounds:
             names = slots[: sum(sizes)]
-            self.add_nodes(names, image)
+            self.add_nodes(names)
             try:
                 inventory = write_inventory("bench-prepare", names)
                 self.log("preparing %s (playbooks/lab/prepare.yml)" % ", ".join(names))
@@ -441,13 +438,13 @@ class Bench:
                 lab_sh("remove", *names)
             BENCH_NODES_FILE.unlink()
 
-    def add_nodes(self, names: list[str], image: str | None = None) -> None:
+    def add_nodes(self, names: list[str]) -> None:
         existing = [name for name in names if subprocess.run(["podman", "container", "exists", name], timeout=30, check=False).returncode == 0]
         if existing:
             raise BenchError("extra nodes %s already exist: the bench converges only fresh nodes (lab/lab.sh remove %s)" % (existing, " ".join(existing)))
         BENCH_NODES_FILE.write_text(" ".join(sorted(set(names) | set(self.pending_nodes()))))
         self.log("adding fresh nodes %s" % " ".join(names))
-        lab_sh("add", *names, env={"LAB_IMAGE": image} if image else None)
+        lab_sh("add", *names)
 
     def remove_bench_nodes(self) -> None:
         """Remove every extra node this bench still has (the fresh bench node, or leftovers of a failure)."""
@@ -466,44 +463,6 @@ class Bench:
         elif BENCH_NODES_FILE.exists():
             BENCH_NODES_FILE.unlink()
         self.log("removed %s" % " ".join(names))
-
-    def prepared_image(self, template: str) -> str:
-        """An image of a node after playbooks/lab/prepare.yml, built once and cached.
-
-        Fresh nodes start from it, so prepare.yml on them skips the PostgreSQL install that
-        takes minutes; its configuration tasks still run on each node. PostgreSQL's lab.conf
-        (which names the template's address) is removed before the commit.
-        """
-        base = subprocess.run([str(ROOT / "lab" / "image.sh")], capture_output=True, text=True, timeout=900, check=False, env=LAB_ENV)
-        if base.returncode != 0:
-            raise BenchError("lab/image.sh failed: %s" % base.stderr[-1500:])
-        base = base.stdout.strip()
-        digest = hashlib.sha256(base.encode())
-        # What prepare.yml installs and creates; prepare.yml runs again on every node made from
-        # the image, so a change elsewhere (say, pgbouncer group_vars) needs no new image.
-        for path in [*sorted((ROOT / "playbooks" / "lab").rglob("*")), ROOT / "inventories" / "lab" / "group_vars" / "all.yml"]:
-            if path.is_file():
-                digest.update(path.read_bytes())
-        image = "localhost/pgbouncer-lab-bench-prepared:%s" % digest.hexdigest()[:12]
-        if subprocess.run(["podman", "image", "exists", image], timeout=30, check=False).returncode == 0:
-            return image
-        self.log("building %s from %s (once)" % (image, base))
-        self.add_nodes([template])
-        try:
-            inventory = write_inventory("bench-template", [template])
-            seconds, rc, output = ansible_playbook(inventory, "playbooks/lab/prepare.yml", timeout=self.s.ansible_timeout,
-                                                   extra=("--limit", "%s,localhost" % template))
-            (self.raw / "prepare-template.log").write_text(output)
-            if rc != 0:
-                raise BenchError("prepare.yml failed on the template node %s:\n%s" % (template, output[-3000:]))
-            ssh(node_ip(template), "systemctl stop postgresql && rm -f /etc/postgresql/*/main/conf.d/lab.conf && : > /etc/machine-id && sync", timeout=120)
-            podman("commit", "--quiet", template, image, timeout=600)
-        finally:
-            self.remove_nodes([template])
-        for old in podman("images", "--format", "{{.Repository}}:{{.Tag}}").split():
-            if old.startswith("localhost/pgbouncer-lab-bench-prepared:") and old != image:
-                subprocess.run(["podman", "rmi", old], capture_output=True, timeout=120, check=False)
-        return image
 
 
 def plan_rounds(sizes: list[int], slots: int) -> list[list[int]]:

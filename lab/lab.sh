@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The lab, one implementation for `make lab`, Molecule and `make bench`:
-#   lab.sh up | down | check [IP] | status | nodes | ssh IP CMD... | add NAME... | remove NAME...
+#   lab.sh up | down | image | check [IP] | status | nodes | ssh IP CMD... | add NAME... | remove NAME...
 # Nodes pg-srv1..N at 10.129.0.21.., the application host `app` at .31 and `outsider`
 # at .41 (a client that must NOT reach the poolers), all on podman network pgbouncer-lab.
 set -euo pipefail
@@ -71,14 +71,23 @@ Host 10.129.0.*
 CONF
 }
 
+ensure_network() {
+  podman network exists "$network" \
+    || podman network create --subnet "$subnet" --gateway 10.129.0.1 "$network" >/dev/null
+}
+
+# The node image (lab/node-image.sh): built once per recipe; the build needs the network.
+image() {
+  ensure_network
+  LAB_NETWORK=$network "$here/node-image.sh" "$suite"
+}
+
 up() {
   local image name ip
-  image=$("$here/image.sh" "$suite")
+  image=$(image)
   mkdir -p "$state/ssh"
   [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C pgbouncer-lab -f "$key"
   write_ssh_config
-  podman network exists "$network" \
-    || podman network create --subnet "$subnet" --gateway 10.129.0.1 "$network" >/dev/null
   while read -r name ip; do
     if [ "$(podman inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then continue; fi
     podman rm -f "$name" >/dev/null 2>&1 || true
@@ -112,7 +121,7 @@ add() {
   for name in "$@"; do extra_ip "$name" > /dev/null; done
   check
   [ -f "$key" ] || { echo "no lab key $key: run 'make lab'" >&2; return 1; }
-  image=${LAB_IMAGE:-$("$here/image.sh" "$suite")}
+  image=${LAB_IMAGE:-$(image)}
   for name in "$@"; do
     ip=$(extra_ip "$name")
     if [ "$(podman inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then continue; fi
@@ -157,7 +166,7 @@ status() {
 }
 
 case "${1:-}" in
-  up | down | status | nodes) "$1" ;;
+  up | down | status | nodes | image) "$1" ;;
   check) check "${2:-10.129.0.21}" ;;
   ssh) check && shift && ssh_node "$@" ;;
   add | remove)
@@ -165,5 +174,5 @@ case "${1:-}" in
     shift
     "$cmd" "$@"
     ;;
-  *) echo "usage: $0 up|down|check|status|nodes|ssh IP CMD...|add NAME...|remove NAME..." >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|image|check|status|nodes|ssh IP CMD...|add NAME...|remove NAME..." >&2; exit 2 ;;
 esac
