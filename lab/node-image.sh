@@ -13,7 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 export CONTAINERS_CONF="$here/containers.conf"
 suite=${1:-bookworm}
 network=${LAB_NETWORK:-pgbouncer-lab}
-installed="postgresql postgresql-client python3-psycopg ufw etcd-server etcd-client patroni python3-etcd"
+# python3-venv: scripts/sanity --node-image runs ansible-test on the node's Python.
+installed="postgresql postgresql-client python3-psycopg ufw etcd-server etcd-client patroni python3-etcd python3-venv"
 cached="pgbouncer haproxy keepalived"
 
 base=$("$here/image.sh" "$suite")

@@ -10,6 +10,8 @@ import json
 import os
 import re
 import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,14 @@ OUTSIDER = "10.129.0.41"
 APP_USER, APP_PASSWORD, APP_DB = "app_user", "app-pass-1", "appdb"
 ADMIN_USER, ADMIN_PASSWORD = "pgbouncer", "bouncer-admin-1"
 STATS_USER, STATS_PASSWORD = "stats_user", "stats-pass-1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "version_dependent: the outcome depends on the Debian release's PgBouncer, PostgreSQL, HAProxy or keepalived "
+        "(console columns, commands, keys, packaging); the Debian 13 scenario runs only these",
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,6 +75,51 @@ def psql(ip, sql, user="postgres", db="postgres"):
     """Run SQL on a node's PostgreSQL as a local superuser; rows as lists of strings."""
     result = ssh(ip, "runuser -u %s -- psql -XAt -F '\t' -v ON_ERROR_STOP=1 -d %s" % (user, db), input=sql)
     return [line.split("\t") for line in result.stdout.splitlines()]
+
+
+# transaction_in_the_way: the advisory lock its transaction waits on, and the name of the
+# direct session that holds that lock.
+LOCK_KEY, LOCK_HOLDER = 4242, "pgbouncer-test-lock"
+
+
+@contextmanager
+def transaction_in_the_way(ip, db, user=APP_USER, attempts=5, limit=300):
+    """A transaction open on db through ip's PgBouncer (from the app node) while the block runs,
+    holding a server connection: it waits on an advisory lock that a direct session on the node's
+    PostgreSQL holds. Leaving the block ends that session, so the transaction then finishes
+    normally at once. Yields the client process; its exit status is set once the block is left.
+    Every wait is bounded (`limit` seconds at most)."""
+    locker = subprocess.Popen(
+        ["ssh", "-F", str(SSH_CONFIG), ip, "PGAPPNAME=%s timeout %d runuser -u postgres -- psql -XAtq -d %s "
+         "-c 'SELECT pg_advisory_lock(%d)' -c 'SELECT pg_sleep(%d)'" % (LOCK_HOLDER, limit + 30, db, LOCK_KEY, limit)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %d AND %%s granted" % LOCK_KEY
+    client = None
+    try:
+        deadline = time.monotonic() + 20
+        while psql(ip, waiting % "", db=db) != [["1"]]:
+            assert time.monotonic() < deadline, "the lock session did not take its lock on %s" % ip
+            time.sleep(0.2)
+        # Retried: other tests change passwords and firewall rules for a while.
+        command = "timeout %d psql -XAtq 'host=%s port=6432 dbname=%s user=%s' -c 'SELECT pg_advisory_xact_lock_shared(%d)'" % (
+            limit + 30, ip, db, user, LOCK_KEY)
+        for _attempt in range(attempts):
+            client = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 20
+            while client.poll() is None and psql(ip, waiting % "NOT", db=db) != [["1"]] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if client.poll() is None and psql(ip, waiting % "NOT", db=db) == [["1"]]:
+                break
+            client.kill()
+            client.communicate()
+        else:
+            raise AssertionError("no transaction through %s's PgBouncer reached PostgreSQL in %d attempts" % (ip, attempts))
+        yield client
+    finally:
+        psql(ip, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '%s'" % LOCK_HOLDER)
+        locker.wait(timeout=60)
+        if client is not None:
+            client.wait(timeout=60)
 
 
 def ansible_playbook(*args, timeout=900):

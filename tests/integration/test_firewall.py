@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, NODES, OUTSIDER, ROOT, SSH_CONFIG, ansible_playbook, app_python, recap, ssh
+from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, NODES, OUTSIDER, ROOT, SSH_CONFIG, ansible_playbook, app_python, ssh
 
 sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
 
@@ -177,50 +177,7 @@ def test_cluster_nodes_reach_each_others_postgres():
     assert probe(source, *targets) == dict.fromkeys(targets, "ok")
 
 
-# --- idempotence, check mode, removing a host --------------------------------------------------
-
-
-def changed_tasks(output):
-    """Names of the tasks and handlers that reported changed, in the order they ran."""
-    names, current = [], None
-    for line in output.splitlines():
-        if line.startswith(("TASK [", "RUNNING HANDLER [")):
-            current = line.split("[", 1)[1].rsplit("]", 1)[0]
-        elif line.startswith("changed:") and current not in names:
-            names.append(current)
-    return names
-
-
-RERUNS = 3
-
-
-@pytest.fixture(scope="module")
-def reruns():
-    """site.yml on every node, then re-runs until one reports nothing changed (at most
-    RERUNS): the outputs of every run. A task that changes on every run fails all of them."""
-    outputs = [converge(limit=None)]
-    while len(outputs) <= RERUNS:
-        outputs.append(converge(limit=None))
-        if not changed_tasks(outputs[-1]):
-            break
-    return outputs
-
-
-def test_rerun_of_the_firewall_changes_nothing(reruns):
-    for out in reruns:
-        stats = recap(out)
-        assert sorted(stats) == sorted(NODES)
-        assert all(values["failed"] == 0 and values["unreachable"] == 0 for values in stats.values()), stats
-        assert [name for name in changed_tasks(out) if name.startswith("pgbouncer.cluster.firewall")] == []
-
-
-def test_rerun_of_site_yml_reports_changed_0(reruns):
-    """The whole playbook, firewall included. Other tests that change the lab's PostgreSQL
-    users or a node's settings while this runs make the pgbouncer role (rightly) change
-    things, hence a few re-runs; the message names what changed in each."""
-    last = reruns[-1]
-    assert changed_tasks(last) == [], [changed_tasks(out) for out in reruns[1:]]
-    assert {host: values["changed"] for host, values in recap(last).items()} == dict.fromkeys(NODES, 0)
+# --- check mode, removing a host (a second run changes nothing: Molecule's idempotence step) --------------------------------------------------
 
 
 def test_check_mode_reports_and_changes_nothing():

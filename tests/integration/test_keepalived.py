@@ -2,11 +2,9 @@
 node reaches it, and the VIP moves within seconds when the holder's keepalived stops or its
 check fails (HAProxy frontend or health agent gone); the VRRP secret shows up nowhere.
 
-The check needs something on port 5000 (HAProxy's frontend) and an HTTP 200 on 8008 (the
-PgBouncer health agent) of each node. Where the haproxy and pgbouncer_health roles have not
-put them there, the module fixture starts stand-ins (python3 http.server as transient
-systemd units) and removes them at the end. Every wait is bounded; each test puts back what
-it stopped, even when it fails.
+The check probes HAProxy's frontend (5000) and the PgBouncer health agent (8008) of each
+node: on the converged lab both must answer, or every test here fails (no stand-ins). Every
+wait is bounded; each test puts back what it stopped, even when it fails.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, INVENTORY, NODES, ansible_playbook, app_python, recap, ssh
+from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, INVENTORY, NODES, ansible_playbook, app_python, ssh
 
 VIP = "10.129.0.20"
 SETTINGS = yaml.safe_load((INVENTORY / "group_vars" / "keepalived.yml").read_text())
@@ -28,9 +26,8 @@ REACH = "timeout 3 bash -c '</dev/tcp/%s/5000'"
 # keepalived stopping: the peers hear priority 0 and take over at once. A failing check:
 # fall 2 runs 1 s apart, then the election. Both well inside this.
 FAILOVER_SECONDS = 10
-# Stand-ins, started only where nothing listens on the port yet.
-STAND_INS = {FRONTEND_PORT: "keepalived-test-frontend", HEALTH_PORT: "keepalived-test-health"}
-REAL_UNITS = {FRONTEND_PORT: "haproxy", HEALTH_PORT: "pgbouncer-health"}
+# What serves each probed port on a converged node.
+UNITS = {FRONTEND_PORT: "haproxy", HEALTH_PORT: "pgbouncer-health"}
 # On the app node: one query through host:port, bounded by a 5 s connect timeout.
 QUERY = r"""
 import json, sys
@@ -66,41 +63,15 @@ def listening(ip, port):
     return bool(ssh(ip, "ss -Hltn 'sport = :%d'" % port).stdout.strip())
 
 
-def unit_for(ip, port):
-    """The unit that serves `port` on the node: the stand-in if the fixture started one there."""
-    stand_in = STAND_INS[port]
-    if ssh(ip, "systemctl is-active --quiet %s" % stand_in, check=False).returncode == 0:
-        return stand_in
-    return REAL_UNITS[port]
-
-
-def start_target(ip, port):
-    """Start what serves `port` on the node: the real unit where it exists, else the stand-in."""
-    real = REAL_UNITS[port]
-    if ssh(ip, "systemctl cat %s" % real, check=False).returncode == 0:
-        ssh(ip, "systemctl start %s" % real)
-    else:
-        unit = STAND_INS[port]
-        ssh(ip, "mkdir -p /run/%s && systemd-run --quiet --unit %s --collect "
-                "python3 -m http.server %d --directory /run/%s" % (unit, unit, port, unit))
-
-
 @pytest.fixture(scope="module", autouse=True)
 def check_targets():
-    """Something on 5000 and an HTTP 200 on 8008 of every node, then exactly one holder."""
-    started = []
+    """HAProxy and the health agent answer on every node (the converged lab), then exactly one holder."""
     for ip in NODES.values():
-        for port, unit in STAND_INS.items():
-            if not listening(ip, port):
-                start_target(ip, port)
-                started.append((ip, unit))
-    for ip in NODES.values():
+        missing = [UNITS[port] for port in UNITS if not listening(ip, port)]
+        assert missing == [], "%s: %s not listening: converge the lab (site.yml) first" % (ip, missing)
         probes = "%s --haproxy 127.0.0.1:5000 --health %s:8008" % (CHECK, ip)
         wait_for("%s answers both probes" % ip, lambda ip=ip, probes=probes: ssh(ip, probes, check=False).returncode == 0, 15)
     wait_for("exactly one node holds %s" % VIP, one_holder, 30)
-    yield
-    for ip, unit in started:
-        ssh(ip, "systemctl stop %s" % unit, check=False)
 
 
 @pytest.fixture
@@ -109,9 +80,9 @@ def restore():
     exactly one holder."""
     yield
     for ip in NODES.values():
-        for port in (FRONTEND_PORT, HEALTH_PORT):
+        for port, unit in UNITS.items():
             if not listening(ip, port):
-                start_target(ip, port)
+                ssh(ip, "systemctl start %s" % unit)
         ssh(ip, "systemctl start keepalived")
     wait_for("exactly one node holds %s" % VIP, one_holder, 30)
 
@@ -148,9 +119,8 @@ def test_the_app_node_reaches_the_vip_on_the_holder():
     holder_mac = ssh(NODES[holder], "cat /sys/class/net/$(ip -o -4 addr | awk '$4 ~ /^%s\\// {print $2}')/address" % VIP).stdout.strip()
     neighbour = ssh(APP, "ip neigh show %s" % VIP).stdout
     assert holder_mac and holder_mac in neighbour, (holder, holder_mac, neighbour)
-    if unit_for(NODES[holder], FRONTEND_PORT) == REAL_UNITS[FRONTEND_PORT]:
-        # The real thing: a query through the VIP, HAProxy and a pooler.
-        assert app_python(QUERY, VIP, FRONTEND_PORT, APP_USER, APP_PASSWORD, APP_DB, timeout=30) == [1]
+    # A real query through the VIP, HAProxy and a pooler.
+    assert app_python(QUERY, VIP, FRONTEND_PORT, APP_USER, APP_PASSWORD, APP_DB, timeout=30) == [1]
 
 
 def test_the_check_runs_unprivileged_and_keepalived_accepts_it():
@@ -170,14 +140,6 @@ def test_the_secret_is_in_no_log_and_no_output():
     assert SECRET not in result.stdout + result.stderr
     for ip in NODES.values():
         assert SECRET not in ssh(ip, "journalctl -b --no-pager -o cat").stdout
-
-
-def test_rerun_of_site_yml_changes_nothing():
-    result = ansible_playbook("playbooks/site.yml", "--diff")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    stats = recap(result.stdout)
-    assert {host: stats[host]["changed"] for host in NODES} == dict.fromkeys(NODES, 0), result.stdout[-4000:]
-    assert SECRET not in result.stdout + result.stderr
 
 
 # --- failover -------------------------------------------------------------------------------
@@ -208,7 +170,7 @@ def test_stopping_keepalived_on_the_holder_moves_the_vip(restore):
 def test_a_failing_check_on_the_holder_moves_the_vip(port, restore):
     old = one_holder()
     ip = NODES[old]
-    unit = unit_for(ip, port)
+    unit = UNITS[port]
     since = node_time(ip)
     started = time.monotonic()
     ssh(ip, "systemctl stop %s" % unit)
@@ -218,7 +180,7 @@ def test_a_failing_check_on_the_holder_moves_the_vip(port, restore):
     ssh(APP, REACH % VIP)
     # Back to health: BACKUP again, and the VIP stays on the new holder (nopreempt).
     since = node_time(ip)
-    start_target(ip, port)
+    ssh(ip, "systemctl start %s" % unit)
     wait_for("%s back as BACKUP" % old, lambda: vrrp_state(ip, since) == "BACKUP", 15)
     time.sleep(3)
     assert holders() == [new]

@@ -14,6 +14,9 @@ import pytest
 
 from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, NODES, SSH_CONFIG, ansible_playbook, recap, ssh
 
+# Version-dependent: so_reuseport processes and their consoles on PgBouncer 1.18 and 1.24.
+pytestmark = pytest.mark.version_dependent
+
 NODE = "pg-srv3"
 IP = NODES[NODE]
 UNITS = ("pgbouncer@1.service", "pgbouncer@2.service")

@@ -224,7 +224,7 @@ def test_markdown_table():
 
 
 def test_plot_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib")
+    # matplotlib is in tests/requirements.txt: without it this fails, it does not skip.
     report.plot(results_fixture(), tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2317 # the role adds the #!/bin/bash line; probes are called by name
 # keepalived's vrrp_script for the pgbouncer.cluster VIP (installed by the keepalived role).
 # Exit 0 only when every probe given passes; else print why and exit 1.
 #
@@ -50,6 +51,7 @@ held() {
 
 # A TCP connection is accepted.
 tcp() {
+  # shellcheck disable=SC2016 # expanded by the inner bash
   timeout "$limit" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
 }
 
