@@ -26,6 +26,8 @@ NODE_COUNT = int(os.environ.get("LAB_NODES", "3"))
 NODES = {"pg-srv%d" % i: "10.129.0.%d" % (20 + i) for i in range(1, NODE_COUNT + 1)}
 APP = "10.129.0.31"
 OUTSIDER = "10.129.0.41"
+# The keepalived VIP and HAProxy's read-write and read-only ports on it; the health agent's port.
+VIP, RW_PORT, RO_PORT, HEALTH_PORT = "10.129.0.20", 5000, 5001, 6480
 # Lab accounts, as in inventories/lab/group_vars/all.yml.
 APP_USER, APP_PASSWORD, APP_DB = "app_user", "app-pass-1", "appdb"
 ADMIN_USER, ADMIN_PASSWORD = "pgbouncer", "bouncer-admin-1"
@@ -120,6 +122,15 @@ def transaction_in_the_way(ip, db, user=APP_USER, attempts=5, limit=300):
         locker.wait(timeout=60)
         if client is not None:
             client.wait(timeout=60)
+
+
+def cluster_roles():
+    """{"primary": name, "replicas": [names]}: what each node's PostgreSQL says of itself
+    (Patroni decides the roles, and a switchover or failover moves them)."""
+    in_recovery = {name: psql(ip, "SELECT pg_is_in_recovery()")[0][0] for name, ip in NODES.items()}
+    primaries = [name for name, flag in in_recovery.items() if flag == "f"]
+    assert len(primaries) == 1, "not exactly one primary: %s" % in_recovery
+    return {"primary": primaries[0], "replicas": sorted(name for name, flag in in_recovery.items() if flag == "t")}
 
 
 def ansible_playbook(*args, timeout=900):

@@ -60,6 +60,12 @@ def restore_node():
     converge()
 
 
+@pytest.fixture
+def restore_cluster():
+    yield
+    converge(limit="pgbouncer")
+
+
 @pytest.mark.version_dependent
 @pytest.mark.parametrize("name", sorted(NODES))
 def test_clients_connect_with_verify_full(name):
@@ -100,11 +106,13 @@ def test_a_config_pgbouncer_refuses_never_reaches_the_node():
 
 
 @pytest.mark.version_dependent
-def test_auth_query_replaces_the_full_userlist(restore_node):
+def test_auth_query_replaces_the_full_userlist(restore_cluster):
+    # Every node at once: the primary creates the lookup function, the replicas wait for it
+    # to arrive by replication (DDL cannot run on a hot standby).
     extra = {"pgbouncer_auth_query_enabled": True}
     if version() >= (1, 20):
         extra["pgbouncer_auth_dbname"] = "postgres"
-    converge("-e", json.dumps(extra))
+    converge("-e", json.dumps(extra), limit="pgbouncer")
     userlist = ssh(IP, "cat /etc/pgbouncer/userlist.txt").stdout
     assert sorted(line.split('" ')[0].strip('"') for line in userlist.splitlines()) == ["pgbouncer", "pgbouncer_auth", "stats_user"]
     # app_user is not in the auth_file, yet logs in: PgBouncer asked PostgreSQL.

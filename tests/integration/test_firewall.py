@@ -26,7 +26,7 @@ NODE = "pg-srv2"
 IP = NODES[NODE]
 TAG = "pgbouncer.cluster"
 CONNECT_TIMEOUT = 3
-# The lab's group haproxy is the pg-srv nodes: they reach 6432 and the health agent (8008).
+# The lab's group haproxy is the pg-srv nodes: they reach 6432 and the health agent (6480).
 HAPROXY = sorted(NODES.values())
 
 # Run on a client node: TCP connect to each (host, port), then for 6432/5432 a real query
@@ -148,10 +148,16 @@ def test_ufw_is_active_with_deny_and_only_tagged_rules(name):
     assert rules == sorted(
         ["ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh'",
          "ufw allow in proto tcp from any to any port 22 comment 'pgbouncer.cluster: ssh' (v6)",
-         "ufw allow in proto tcp from %s to any port 5000 comment 'pgbouncer.cluster: haproxy'" % APP]
+         "ufw allow in proto tcp from %s to any port 5000 comment 'pgbouncer.cluster: haproxy'" % APP,
+         "ufw allow in proto tcp from %s to any port 5001 comment 'pgbouncer.cluster: haproxy-ro'" % APP]
         + ["ufw allow in proto tcp from %s to any port 6432 comment 'pgbouncer.cluster: pgbouncer'" % src for src in [APP, *HAPROXY]]
         + ["ufw allow in proto tcp from %s to any port 5432 comment 'pgbouncer.cluster: postgres'" % src for src in cluster]
-        + ["ufw allow in proto tcp from %s to any port 8008 comment 'pgbouncer.cluster: pgbouncer-health'" % src for src in HAPROXY]
+        + ["ufw allow in proto tcp from %s to any port 6480 comment 'pgbouncer.cluster: pgbouncer-health'" % src for src in HAPROXY]
+        # The lab's groups patroni and etcd are the pg-srv nodes: Patroni's REST API and etcd's
+        # client and peer ports from the other members only (and HAProxy, the same nodes).
+        + ["ufw allow in proto tcp from %s to any port %d comment 'pgbouncer.cluster: %s'" % (peer, port, comment)
+           for peer in sorted(NODES.values()) if peer != ip
+           for port, comment in ((8008, "patroni"), (2379, "etcd"), (2380, "etcd-peer"))]
         # The lab's group keepalived is the pgbouncer nodes: VRRP from each peer.
         + ["ufw allow in proto vrrp from %s to any comment 'pgbouncer.cluster: vrrp'" % peer
            for peer in sorted(NODES.values()) if peer != ip]

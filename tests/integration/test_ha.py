@@ -1,4 +1,6 @@
-"""High availability on the lab: clients connect to the keepalived VIP's HAProxy (port 5000).
+"""High availability on the lab: clients connect to the keepalived VIP's HAProxy, here its
+read-only port 5001 (the replicas' poolers; writes through 5000 across a restart of the
+primary's pooler are the switchover work's).
 
 - playbooks/rolling_restart.yml restarts every node's PgBouncer while 50 pgbench clients
   (transaction pooling, a new connection per transaction) run through the VIP: 0 failures,
@@ -15,14 +17,13 @@ import time
 
 import pytest
 
-from conftest import APP, APP_DB, APP_USER, NODES, SSH_CONFIG, ansible_playbook, parse_pgbench, recap, ssh
+from conftest import APP, APP_DB, APP_USER, NODES, RO_PORT, SSH_CONFIG, VIP, ansible_playbook, parse_pgbench, recap, ssh
 
 # Version-dependent: the rolling restart uses SHUTDOWN WAIT_FOR_CLIENTS from PgBouncer 1.23, PAUSE before; HAProxy 2.6 vs 3.0 runtime API.
 pytestmark = pytest.mark.version_dependent
 
-VIP = "10.129.0.20"
 HOLD_FILE = "/run/pgbouncer-cluster/keepalived-hold"  # the keepalived role's default
-FRONT_PORT = 5000
+FRONT_PORT = RO_PORT
 CLIENTS = 50
 # pgbench -T: a 10 s baseline, the rolling restart (46-60 s on the lab, Debian 12 and 13) and a
 # margin; it stops by itself. Too short a window fails the coverage assertion, never passes it.

@@ -1,7 +1,8 @@
-"""HAProxy in front of the poolers on the lab: port 5000 on every pg-srv node reaches the
-poolers of all three, the health agent proves PgBouncer answers, a stopped pooler is marked
-DOWN within seconds while clients still get in, and playbooks/drain.yml (the haproxy_server
-module) drains a server and takes it back.
+"""HAProxy in front of the poolers on the lab's Patroni cluster: port 5000 on every pg-srv
+node reaches only the pooler of the primary, port 5001 the poolers of the replicas; the
+health agent proves PgBouncer answers and tells the roles; a stopped replica pooler is
+marked DOWN within seconds while readers still get in; playbooks/drain.yml (the
+haproxy_server module) drains a server and takes it back.
 
 Every wait is bounded. A test that stops a pooler or drains a server puts it back in a
 finalizer, also when it fails.
@@ -13,10 +14,9 @@ import time
 
 import pytest
 
-from conftest import APP_DB, APP_PASSWORD, APP_USER, NODES, ansible_playbook, app_python, recap, ssh
+from conftest import APP_DB, APP_PASSWORD, APP_USER, HEALTH_PORT, NODES, RO_PORT, RW_PORT, ansible_playbook, app_python, cluster_roles, recap, ssh
 
-FRONT_PORT = 5000
-HEALTH_PORT = 8008
+BACKENDS = {RW_PORT: "pgbouncer", RO_PORT: "pgbouncer_ro"}
 SOCKET = "/run/haproxy/admin.sock"
 DOWN_WITHIN = 6  # inter 1s, fall 2: DOWN after about 2-3 s
 UP_WITHIN = 15
@@ -70,27 +70,27 @@ except Exception as exc:
 """
 
 
-def hold(count, host=NODES["pg-srv1"]):
-    return app_python(HOLD, host, FRONT_PORT, count, APP_USER, APP_PASSWORD, APP_DB, timeout=60)
+def hold(count, host=NODES["pg-srv1"], port=RO_PORT):
+    return app_python(HOLD, host, port, count, APP_USER, APP_PASSWORD, APP_DB, timeout=60)
 
 
-def server_status(haproxy_ip, server):
-    """{status, weight, scur} of backend pgbouncer's server on one HAProxy, from show stat."""
+def server_status(haproxy_ip, server, backend="pgbouncer_ro"):
+    """{status, weight, scur} of a backend's server on one HAProxy, from show stat."""
     csv_text = app_python(RUNTIME, SOCKET, "show stat", ip=haproxy_ip, timeout=30)
     header, *rows = csv_text.lstrip("# ").splitlines()
     columns = header.split(",")
     for line in rows:
         row = dict(zip(columns, line.split(",")))
-        if row.get("pxname") == "pgbouncer" and row.get("svname") == server:
+        if row.get("pxname") == backend and row.get("svname") == server:
             return {"status": row["status"], "weight": int(row["weight"] or 0), "scur": int(row["scur"] or 0)}
-    raise AssertionError("no server %s in show stat of %s" % (server, haproxy_ip))
+    raise AssertionError("no server %s/%s in show stat of %s" % (backend, server, haproxy_ip))
 
 
-def wait_status(server, wanted, within):
+def wait_status(server, wanted, within, backend="pgbouncer_ro"):
     """Seconds until every HAProxy shows `server` with status `wanted`; fails after `within`."""
     started = time.monotonic()
     while True:
-        seen = {ip: server_status(ip, server)["status"] for ip in NODES.values()}
+        seen = {ip: server_status(ip, server, backend)["status"] for ip in NODES.values()}
         if all(status == wanted for status in seen.values()):
             return time.monotonic() - started
         if time.monotonic() - started > within:
@@ -98,11 +98,13 @@ def wait_status(server, wanted, within):
         time.sleep(0.5)
 
 
-def test_every_server_is_up_with_its_weight():
+def test_every_server_is_up_in_the_backend_of_its_role_only():
+    roles = cluster_roles()
     for ip in NODES.values():
         for name in NODES:
-            assert server_status(ip, name)["status"] == "UP", (ip, name)
-            assert server_status(ip, name)["weight"] == 100, (ip, name)
+            read_write, read_only = server_status(ip, name, "pgbouncer"), server_status(ip, name, "pgbouncer_ro")
+            assert (read_write["status"], read_only["status"]) == (("UP", "DOWN") if name == roles["primary"] else ("DOWN", "UP")), (ip, name)
+            assert read_write["weight"] == read_only["weight"] == 100, (ip, name)
 
 
 def test_health_agent_answers_ok_to_the_haproxy_hosts_only():
@@ -122,20 +124,23 @@ def test_health_agent_runs_unprivileged_with_a_root_only_login():
     assert "600 root" in result.stdout
 
 
-def test_clients_through_port_5000_reach_every_pooler():
+def test_clients_through_5000_reach_the_primary_and_through_5001_the_replicas():
+    roles = cluster_roles()
     for front in NODES.values():
-        reached = hold(6, host=front)
+        assert hold(4, host=front, port=RW_PORT) == [NODES[roles["primary"]]] * 4, front
+        reached = hold(6, host=front, port=RO_PORT)
         assert not [item for item in reached if item.startswith("error")], reached
-        assert set(reached) == set(NODES.values()), (front, reached)
+        assert set(reached) == {NODES[name] for name in roles["replicas"]}, (front, reached)
 
 
 @pytest.fixture
 def pooler_stopped():
-    """pg-srv3's PgBouncer stopped; started again afterwards, and UP again on every HAProxy."""
-    ssh(NODES["pg-srv3"], "systemctl stop pgbouncer")
-    yield "pg-srv3"
-    ssh(NODES["pg-srv3"], "systemctl start pgbouncer")
-    wait_status("pg-srv3", "UP", UP_WITHIN)
+    """A replica's PgBouncer stopped; started again afterwards, and UP again on every HAProxy."""
+    replica = cluster_roles()["replicas"][-1]
+    ssh(NODES[replica], "systemctl stop pgbouncer")
+    yield replica
+    ssh(NODES[replica], "systemctl start pgbouncer")
+    wait_status(replica, "UP", UP_WITHIN)
 
 
 def test_a_stopped_pooler_is_marked_down_within_seconds_and_clients_still_get_in(pooler_stopped):
@@ -143,8 +148,8 @@ def test_a_stopped_pooler_is_marked_down_within_seconds_and_clients_still_get_in
     assert took <= DOWN_WITHIN
     reached = hold(9)
     assert not [item for item in reached if item.startswith("error")], reached
-    assert NODES[pooler_stopped] not in reached
-    assert set(reached) == {NODES["pg-srv1"], NODES["pg-srv2"]}
+    other = [name for name in cluster_roles()["replicas"] if name != pooler_stopped]
+    assert set(reached) == {NODES[name] for name in other}
 
 
 def test_health_agent_says_why_when_pgbouncer_is_down(pooler_stopped):
@@ -152,42 +157,50 @@ def test_health_agent_says_why_when_pgbouncer_is_down(pooler_stopped):
     assert status == 503 and body.startswith("FAIL: PgBouncer at %s:6432" % NODES[pooler_stopped]), body
 
 
-def drain(state, *extra):
-    run = ansible_playbook("playbooks/drain.yml", "-e", "node=pg-srv2", "-e", "state=%s" % state, *extra, timeout=300)
+def drain(node, state, *extra):
+    run = ansible_playbook("playbooks/drain.yml", "-e", "node=%s" % node, "-e", "state=%s" % state, *extra, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     return recap(run.stdout)
 
 
 @pytest.fixture
-def restored():
-    yield
-    drain("ready")
+def replica():
+    """A replica to drain; taken back afterwards."""
+    name = cluster_roles()["replicas"][0]
+    yield name
+    drain(name, "ready")
 
 
-def test_drain_playbook_sends_no_new_sessions_to_the_node_and_takes_it_back(restored):
+def test_drain_playbook_sends_no_new_sessions_to_the_node_and_takes_it_back(replica):
+    def weights():
+        return {(ip, backend): server_status(ip, replica, backend)["weight"] for ip in NODES.values() for backend in BACKENDS.values()}
+
     # Check mode says it would change, and changes nothing.
-    assert all(stats["changed"] == 1 for stats in drain("drain", "--check").values())
-    assert all(server_status(ip, "pg-srv2")["weight"] == 100 for ip in NODES.values())
+    assert all(stats["changed"] == 1 for stats in drain(replica, "drain", "--check").values())
+    assert set(weights().values()) == {100}
 
-    assert all(stats["changed"] == 1 for stats in drain("drain").values())
-    assert all(server_status(ip, "pg-srv2")["weight"] == 0 for ip in NODES.values())
+    assert all(stats["changed"] == 1 for stats in drain(replica, "drain").values())
+    assert set(weights().values()) == {0}
     reached = hold(6)
     assert not [item for item in reached if item.startswith("error")], reached
-    assert NODES["pg-srv2"] not in reached
+    assert NODES[replica] not in reached
     # Idempotent: already drained.
-    assert all(stats["changed"] == 0 for stats in drain("drain").values())
+    assert all(stats["changed"] == 0 for stats in drain(replica, "drain").values())
 
-    assert all(stats["changed"] == 1 for stats in drain("ready").values())
-    assert all(server_status(ip, "pg-srv2") == {"status": "UP", "weight": 100, "scur": 0} for ip in NODES.values())
-    assert NODES["pg-srv2"] in hold(6)
+    assert all(stats["changed"] == 1 for stats in drain(replica, "ready").values())
+    assert all(server_status(ip, replica) == {"status": "UP", "weight": 100, "scur": 0} for ip in NODES.values())
+    assert set(weights().values()) == {100}
+    assert NODES[replica] in hold(6)
 
 
 def test_drain_playbook_refuses_an_unknown_node():
-    run = ansible_playbook("playbooks/drain.yml", "-e", "node=pg-srv9", "-e", "state=drain", timeout=300)
+    run = ansible_playbook("playbooks/drain.yml", "-e", "node=pg-srv9", "-e", "state=drain", timeout=300)  # not a server
     assert run.returncode != 0
     assert "set node (one of" in run.stdout
 
 
-def test_app_node_reaches_port_5000_on_every_node():
+def test_app_node_reaches_both_ports_on_every_node():
+    primary = NODES[cluster_roles()["primary"]]
     for ip in NODES.values():
-        assert hold(1, host=ip)[0] in NODES.values()
+        assert hold(1, host=ip, port=RW_PORT) == [primary]
+        assert hold(1, host=ip, port=RO_PORT)[0] in set(NODES.values()) - {primary}

@@ -2,7 +2,7 @@
 node reaches it, and the VIP moves within seconds when the holder's keepalived stops or its
 check fails (HAProxy frontend or health agent gone); the VRRP secret shows up nowhere.
 
-The check probes HAProxy's frontend (5000) and the PgBouncer health agent (8008) of each
+The check probes HAProxy's frontend (5000) and the PgBouncer health agent (6480) of each
 node: on the converged lab both must answer, or every test here fails (no stand-ins). Every
 wait is bounded; each test puts back what it stopped, even when it fails.
 """
@@ -20,7 +20,7 @@ VIP = "10.129.0.20"
 SETTINGS = yaml.safe_load((INVENTORY / "group_vars" / "keepalived.yml").read_text())
 SECRET = SETTINGS["keepalived_auth_pass"]
 CHECK = "/usr/local/libexec/pgbouncer-cluster/keepalived-check"
-FRONTEND_PORT, HEALTH_PORT = 5000, 8008
+FRONTEND_PORT, HEALTH_PORT = 5000, 6480
 # From the app node (no ping there): a TCP connection to the VIP's HAProxy within 3 s.
 REACH = "timeout 3 bash -c '</dev/tcp/%s/5000'"
 # keepalived stopping: the peers hear priority 0 and take over at once. A failing check:
@@ -69,7 +69,7 @@ def check_targets():
     for ip in NODES.values():
         missing = [UNITS[port] for port in UNITS if not listening(ip, port)]
         assert missing == [], "%s: %s not listening: converge the lab (site.yml) first" % (ip, missing)
-        probes = "%s --haproxy 127.0.0.1:5000 --health %s:8008" % (CHECK, ip)
+        probes = "%s --haproxy 127.0.0.1:5000 --health %s:6480" % (CHECK, ip)
         wait_for("%s answers both probes" % ip, lambda ip=ip, probes=probes: ssh(ip, probes, check=False).returncode == 0, 15)
     wait_for("exactly one node holds %s" % VIP, one_holder, 30)
 
@@ -125,7 +125,7 @@ def test_the_app_node_reaches_the_vip_on_the_holder():
 
 def test_the_check_runs_unprivileged_and_keepalived_accepts_it():
     for ip in NODES.values():
-        assert ssh(ip, "runuser -u keepalived_script -- %s --haproxy 127.0.0.1:5000 --health %s:8008" % (CHECK, ip), check=False).returncode == 0
+        assert ssh(ip, "runuser -u keepalived_script -- %s --haproxy 127.0.0.1:5000 --health %s:6480" % (CHECK, ip), check=False).returncode == 0
         log = ssh(ip, "journalctl -u keepalived -b -o cat --no-pager").stdout
         assert "SECURITY VIOLATION" not in log and "insecure" not in log.lower(), log[-2000:]
 

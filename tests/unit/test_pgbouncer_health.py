@@ -19,7 +19,7 @@ _spec.loader.exec_module(agent)
 
 ENV = {
     "PGBOUNCER_HEALTH_LISTEN_ADDR": "10.129.0.21",
-    "PGBOUNCER_HEALTH_PORT": "8008",
+    "PGBOUNCER_HEALTH_PORT": "8008",  # any port: the agent takes what it is told
     "PGBOUNCER_HEALTH_PGBOUNCER_HOST": "10.129.0.21",
     "PGBOUNCER_HEALTH_PGBOUNCER_PORT": "6432",
     "PGBOUNCER_HEALTH_USER": "app_user",
@@ -33,14 +33,15 @@ def test_settings_from_the_environment_file():
     settings = agent.settings_from_env(ENV)
     assert settings == {
         "listen_addr": "10.129.0.21", "listen_port": 8008, "host": "10.129.0.21", "port": 6432,
-        "user": "app_user", "password": "app-pass-1", "dbname": "appdb", "timeout": 2.0,
+        "user": "app_user", "password": "app-pass-1", "dbname": "appdb", "role_dbname": "postgres",
+        "replica_max_lag": 0, "timeout": 2.0,
     }
 
 
 def test_settings_defaults():
     settings = agent.settings_from_env({})
     assert (settings["listen_port"], settings["host"], settings["port"], settings["dbname"], settings["timeout"]) == (
-        8008, "127.0.0.1", 6432, "pgbouncer", 2.0)
+        6480, "127.0.0.1", 6432, "pgbouncer", 2.0)
 
 
 def test_conninfo_is_tcp_with_the_application_name_and_no_pgpass():
@@ -81,7 +82,7 @@ class FakePsycopg:
     """Stands in for psycopg: records the connect arguments, answers or fails as told."""
 
     def __init__(self, error=None, delay=0.0):
-        self.error, self.delay, self.calls = error, delay, []
+        self.error, self.delay, self.calls, self.row = error, delay, [], (1,)
         fake = self
 
         class Conn:
@@ -91,7 +92,7 @@ class FakePsycopg:
 
                 class Cursor:
                     async def fetchall(self):
-                        return [(1,)]
+                        return [fake.row]
 
                 return Cursor()
 
@@ -136,7 +137,7 @@ def served():
     """An agent on 127.0.0.1 (a free port) whose probe answers what `state` says."""
     state = {"result": (True, "")}
     server = agent.HealthServer(dict(agent.settings_from_env({}), listen_addr="127.0.0.1", listen_port=0),
-                                lambda: state["result"])
+                                lambda kind: state.get(kind, state["result"]))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield "http://127.0.0.1:%d" % server.server_address[1], state
@@ -159,3 +160,38 @@ def test_http_answers_200_then_503_then_404_for_other_paths(served):
     state["result"] = (False, "PgBouncer at 127.0.0.1:6432: connection refused")
     assert get(base + "/health") == (503, "FAIL: PgBouncer at 127.0.0.1:6432: connection refused\n")
     assert get(base + "/other")[0] == 404
+
+
+@pytest.mark.parametrize(("kind", "row", "verdict"), [
+    ("primary", (False, False, 0), (True, "")),
+    ("primary", (True, True, 0), (False, "PostgreSQL is in recovery, not the primary")),
+    ("replica", (True, True, 0), (True, "")),
+    ("replica", (False, False, 0), (False, "PostgreSQL is the primary, not a replica")),
+    ("replica", (True, False, 0), (False, "PostgreSQL is in recovery but receives no WAL stream")),
+    ("replica", (True, True, 9000), (True, "")),  # no lag bound by default
+])
+def test_role_verdicts(kind, row, verdict):
+    assert agent.role_verdict(kind, row, agent.settings_from_env({})) == verdict
+
+
+def test_a_replica_lagging_over_the_bound_is_not_a_replica_to_send_reads_to():
+    settings = agent.settings_from_env({"PGBOUNCER_HEALTH_REPLICA_MAX_LAG": "8192"})
+    assert agent.role_verdict("replica", (True, True, 8192), settings) == (True, "")
+    assert agent.role_verdict("replica", (True, True, 8193), settings) == (False, "replay lags 8193 bytes behind what was received (limit 8192)")
+
+
+def test_role_probes_go_through_pgbouncer_to_the_role_database():
+    fake = FakePsycopg()
+    fake.row = (True, True, 0)
+    assert agent.probe(agent.settings_from_env(ENV), fake, "replica") == (True, "")
+    assert fake.calls[0][1]["dbname"] == "postgres" and fake.calls[0][1]["host"] == "10.129.0.21"
+    assert fake.calls[1] == ("execute", agent.ROLE_QUERY)
+    assert agent.probe(agent.settings_from_env(ENV), fake, "primary") == (False, "PostgreSQL is in recovery, not the primary")
+
+
+def test_http_paths_run_their_own_check(served):
+    base, state = served
+    state.update(primary=(False, "PostgreSQL is in recovery, not the primary"), replica=(True, ""))
+    assert get(base + "/primary") == (503, "FAIL: PostgreSQL is in recovery, not the primary\n")
+    assert get(base + "/replica") == (200, "OK\n")
+    assert get(base + "/health") == (200, "OK\n")

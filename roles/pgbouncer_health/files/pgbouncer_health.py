@@ -1,10 +1,16 @@
-"""HTTP health agent for HAProxy: does the local PgBouncer answer a real login and query?
+"""HTTP health agent for HAProxy: does the local PgBouncer answer a real login and query,
+and is the PostgreSQL behind it the primary or a streaming replica?
 
 Usage: pgbouncer-health   (settings from the environment, see settings_from_env)
 
 Every GET / or GET /health opens a NEW connection to PgBouncer's TCP listener, as
 application_name "pgbouncer-health", and runs one query: SELECT 1 for a pooled database
 (through a server connection), SHOW VERSION for the admin console database "pgbouncer".
+GET /primary and GET /replica log in through PgBouncer to PGBOUNCER_HEALTH_ROLE_DB (the
+node's "postgres" database by default: a pool of its own, which a busy application pool
+cannot hold up) and ask PostgreSQL its role: /primary is 200 only when it is not in
+recovery, /replica only when it is in recovery with a WAL receiver streaming, and replaying
+within PGBOUNCER_HEALTH_REPLICA_MAX_LAG bytes of what it received (0: any lag).
 The whole probe, login included, is bounded by PGBOUNCER_HEALTH_TIMEOUT seconds.
 Answers 200 "OK" when it worked, 503 with the reason otherwise; HAProxy's httpchk reads the
 status. A port that accepts TCP is not enough: a paused, stuck or misconfigured pooler
@@ -21,30 +27,39 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 APPLICATION_NAME = "pgbouncer-health"
 CONSOLE_DB = "pgbouncer"
-PATHS = ("/", "/health")
+# Path -> what is checked.
+PATHS = {"/": "health", "/health": "health", "/primary": "primary", "/replica": "replica"}
+# In recovery; a WAL receiver runs (its pid is visible without pg_read_all_stats); bytes
+# received but not yet replayed.
+ROLE_QUERY = (
+    "SELECT pg_is_in_recovery(), EXISTS (SELECT FROM pg_stat_wal_receiver), "
+    "COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::bigint"
+)
 
 
 def settings_from_env(env):
     """The agent's settings from environment variables (the unit's EnvironmentFile)."""
     return {
         "listen_addr": env.get("PGBOUNCER_HEALTH_LISTEN_ADDR", "0.0.0.0"),
-        "listen_port": int(env.get("PGBOUNCER_HEALTH_PORT", "8008")),
+        "listen_port": int(env.get("PGBOUNCER_HEALTH_PORT", "6480")),
         "host": env.get("PGBOUNCER_HEALTH_PGBOUNCER_HOST", "127.0.0.1"),
         "port": int(env.get("PGBOUNCER_HEALTH_PGBOUNCER_PORT", "6432")),
         "user": env.get("PGBOUNCER_HEALTH_USER", "pgbouncer"),
         "password": env.get("PGBOUNCER_HEALTH_PASSWORD", ""),
         "dbname": env.get("PGBOUNCER_HEALTH_DB", CONSOLE_DB),
+        "role_dbname": env.get("PGBOUNCER_HEALTH_ROLE_DB", "postgres"),
+        "replica_max_lag": int(env.get("PGBOUNCER_HEALTH_REPLICA_MAX_LAG", "0")),
         "timeout": float(env.get("PGBOUNCER_HEALTH_TIMEOUT", "2")),
     }
 
 
-def conninfo(settings):
+def conninfo(settings, dbname=None):
     """psycopg.connect() keyword arguments: TCP only, no ~/.pgpass, libpq's own bound too."""
     kwargs = {
         "host": settings["host"],
         "port": settings["port"],
         "user": settings["user"],
-        "dbname": settings["dbname"],
+        "dbname": dbname or settings["dbname"],
         "application_name": APPLICATION_NAME,
         # libpq takes whole seconds and treats 1 as 2; the probe's own deadline is exact.
         "connect_timeout": max(2, int(settings["timeout"] + 0.999)),
@@ -68,6 +83,20 @@ def reason(exc, settings):
     return "PgBouncer at %s:%s: %s" % (settings["host"], settings["port"], text)
 
 
+def role_verdict(kind, row, settings):
+    """(ok, reason) of a /primary or /replica check from ROLE_QUERY's row."""
+    in_recovery, receiving, lag = row
+    if kind == "primary":
+        return (False, "PostgreSQL is in recovery, not the primary") if in_recovery else (True, "")
+    if not in_recovery:
+        return False, "PostgreSQL is the primary, not a replica"
+    if not receiving:
+        return False, "PostgreSQL is in recovery but receives no WAL stream"
+    if settings["replica_max_lag"] and lag > settings["replica_max_lag"]:
+        return False, "replay lags %d bytes behind what was received (limit %d)" % (lag, settings["replica_max_lag"])
+    return True, ""
+
+
 def response(ok, why=""):
     """(HTTP status, body) for a probe result."""
     if ok:
@@ -75,36 +104,39 @@ def response(ok, why=""):
     return 503, "FAIL: %s\n" % why
 
 
-async def _probe(settings, psycopg):
+async def _probe(settings, psycopg, kind):
+    dbname = settings["dbname"] if kind == "health" else settings["role_dbname"]
     conn = await psycopg.AsyncConnection.connect(
-        autocommit=True, prepare_threshold=None, cursor_factory=psycopg.AsyncClientCursor, **conninfo(settings))
+        autocommit=True, prepare_threshold=None, cursor_factory=psycopg.AsyncClientCursor, **conninfo(settings, dbname))
     try:
-        cursor = await conn.execute(query_for(settings["dbname"]))
-        await cursor.fetchall()
+        cursor = await conn.execute(query_for(dbname) if kind == "health" else ROLE_QUERY)
+        return await cursor.fetchall()
     finally:
         await conn.close()
 
 
-def probe(settings, psycopg):
-    """(ok, reason) of one login and query, within settings['timeout'] seconds in total."""
+def probe(settings, psycopg, kind="health"):
+    """(ok, reason) of one login and query (kind: health, primary or replica), within
+    settings['timeout'] seconds in total."""
     try:
-        asyncio.run(asyncio.wait_for(_probe(settings, psycopg), settings["timeout"]))
+        rows = asyncio.run(asyncio.wait_for(_probe(settings, psycopg, kind), settings["timeout"]))
     except Exception as exc:  # psycopg.Error, OSError, timeout: all mean "not healthy"
         return False, reason(exc, settings)
-    return True, ""
+    return (True, "") if kind == "health" else role_verdict(kind, rows[0], settings)
 
 
 class Handler(BaseHTTPRequestHandler):
-    """GET/HEAD / and /health run the probe; anything else is 404."""
+    """GET/HEAD of a path in PATHS runs that check; anything else is 404."""
 
     server_version = "pgbouncer-health"
     protocol_version = "HTTP/1.0"
 
     def _answer(self, with_body):
-        if self.path.split("?", 1)[0] not in PATHS:
-            status, body = 404, "not found: GET /health\n"
+        kind = PATHS.get(self.path.split("?", 1)[0])
+        if kind is None:
+            status, body = 404, "not found: GET /health, /primary or /replica\n"
         else:
-            status, body = response(*self.server.check())
+            status, body = response(*self.server.check(kind))
         payload = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -136,14 +168,14 @@ class HealthServer(ThreadingHTTPServer):
         super().__init__((settings["listen_addr"], settings["listen_port"]), Handler)
         self._check_once = check_once
         self._lock = threading.Lock()
-        self._last = None
+        self._last = {}
 
-    def check(self):
-        ok, why = self._check_once()
+    def check(self, kind="health"):
+        ok, why = self._check_once(kind)
         with self._lock:
-            if ok != self._last:
-                print("healthy" if ok else "unhealthy: %s" % why, file=sys.stderr, flush=True)
-                self._last = ok
+            if ok != self._last.get(kind):
+                print("%s: %s" % (kind, "yes" if ok else "no: %s" % why), file=sys.stderr, flush=True)
+                self._last[kind] = ok
         return ok, why
 
 
@@ -151,7 +183,7 @@ def main():
     import psycopg  # python3-psycopg on the node; imported here so the tests need no psycopg
 
     settings = settings_from_env(os.environ)
-    server = HealthServer(settings, lambda: probe(settings, psycopg))
+    server = HealthServer(settings, lambda kind: probe(settings, psycopg, kind))
     print("listening on %s:%s, checking %s:%s database %s as %s" % (
         settings["listen_addr"], settings["listen_port"], settings["host"], settings["port"],
         settings["dbname"], settings["user"]), file=sys.stderr, flush=True)

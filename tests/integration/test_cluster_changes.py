@@ -1,0 +1,107 @@
+"""Changes on the lab's Patroni cluster that site.yml must carry to every node: a password
+changed on the primary reaches every auth_file in one run, and HAProxy can check Patroni's
+REST API instead of the health agent.
+
+Cost on the lab (Debian 12): about 2 minutes, four site.yml runs. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from conftest import NODES, RO_PORT, RW_PORT, VIP, ansible_playbook, app_python, cluster_roles, psql, ssh
+
+ROTATED_USER = "rotated_user"
+
+LOGIN = r"""
+import json, sys
+import psycopg
+host, user, password, db = sys.argv[1:5]
+result = {}
+for port in sys.argv[5:]:
+    try:
+        with psycopg.connect(host=host, port=int(port), user=user, password=password, dbname=db, connect_timeout=5) as conn:
+            result[port] = conn.execute("SELECT 'ok'").fetchone()[0]
+    except Exception as exc:
+        result[port] = "error: %s" % str(exc).strip().splitlines()[0]
+print(json.dumps(result))
+"""
+
+
+def converge(*extra):
+    result = ansible_playbook("playbooks/site.yml", *extra)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def set_password(password):
+    """On the primary only: Patroni's replicas get it by replication."""
+    primary = NODES[cluster_roles()["primary"]]
+    psql(primary, "SET password_encryption = 'scram-sha-256';\n"
+                  "SELECT format('CREATE ROLE %%I LOGIN', '%s') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%s') \\gexec\n"
+                  "ALTER ROLE %s PASSWORD '%s'" % (ROTATED_USER, ROTATED_USER, ROTATED_USER, password))
+
+
+def logins(password):
+    return app_python(LOGIN, VIP, ROTATED_USER, password, "appdb", RW_PORT, RO_PORT)
+
+
+def test_a_password_changed_on_the_primary_reaches_every_auth_file_in_one_run():
+    set_password("first-pass-1")
+    converge()
+    assert logins("first-pass-1") == {str(RW_PORT): "ok", str(RO_PORT): "ok"}
+
+    set_password("second-pass-2")
+    converge()
+    for ip in NODES.values():
+        line = [entry for entry in ssh(ip, "cat /etc/pgbouncer/userlist.txt").stdout.splitlines() if entry.startswith('"%s"' % ROTATED_USER)]
+        primary_secret = psql(NODES[cluster_roles()["primary"]], "SELECT passwd FROM pg_shadow WHERE usename = '%s'" % ROTATED_USER)[0][0]
+        assert line == ['"%s" "%s"' % (ROTATED_USER, primary_secret)], ip
+    assert logins("second-pass-2") == {str(RW_PORT): "ok", str(RO_PORT): "ok"}
+    assert all(outcome.startswith("error") for outcome in logins("first-pass-1").values())
+
+
+def show_stat(ip):
+    rows = app_python(r"""
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect("/run/haproxy/admin.sock")
+s.sendall(b"show stat\n")
+out = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    out += chunk
+header, *lines = out.decode().lstrip("# ").splitlines()
+print(json.dumps([dict(zip(header.split(","), line.split(","))) for line in lines if line]))
+""", ip=ip, timeout=30)
+    return {(row["pxname"], row["svname"]): row for row in rows}
+
+
+@pytest.fixture
+def patroni_checks():
+    """HAProxy checking Patroni's REST API; the agent's checks back afterwards."""
+    yield converge("-e", json.dumps({"haproxy_check_source": "patroni"}))
+    converge()
+
+
+def test_haproxy_can_check_patronis_rest_api_instead(patroni_checks):
+    config = ssh(NODES["pg-srv1"], "cat /etc/haproxy/haproxy.cfg").stdout
+    assert config.count("check port 8008") == 2, config
+    roles = cluster_roles()
+    deadline = time.monotonic() + 20
+    while True:
+        stats = {ip: show_stat(ip) for ip in NODES.values()}
+        wanted = {name: ("UP", "DOWN") if name == roles["primary"] else ("DOWN", "UP") for name in NODES}
+        seen = {(ip, name): (stat[("pgbouncer", name)]["status"], stat[("pgbouncer_ro", name)]["status"])
+                for ip, stat in stats.items() for name in NODES}
+        if all(seen[(ip, name)] == wanted[name] for ip, name in seen):
+            break
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.5)
+    assert all(stat[("pgbouncer", name)]["check_status"].startswith("L7") for stat in stats.values() for name in NODES)
