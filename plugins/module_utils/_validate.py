@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini
+
 # variable -> (minimum, maximum or None)
 INT_RANGES = {
     "pgbouncer_listen_port": (1, 65535),
@@ -119,6 +121,8 @@ def _database_problems(variables):
         where = "pgbouncer_databases[%d] (%s)" % (index, name)
         if name == "*":
             yield "%s: use pgbouncer_database_wildcard for the * entry" % where
+        elif _ini.name_problem(name, "database"):
+            yield "%s: %s" % (where, _ini.name_problem(name, "database"))
         if name in seen:
             yield "%s: duplicate database name %s" % (where, name)
         seen.add(name)
@@ -150,6 +154,8 @@ def _user_problems(variables):
         if entry["name"] in seen:
             yield "%s: duplicate user name %s" % (where, entry["name"])
         seen.add(entry["name"])
+        if _ini.name_problem(entry["name"], "user"):
+            yield "%s: %s" % (where, _ini.name_problem(entry["name"], "user"))
         yield from _pool_mode(where, entry)
         yield from _nonnegative(where, entry, ("max_user_connections", "pool_size"))
 
@@ -201,9 +207,40 @@ def _extra_problems(variables):
             yield "pgbouncer_extra_settings.%s: set it with pgbouncer_%s instead" % (key, key)
 
 
+def _strings(where, value):
+    """(place, text) of every string in a variable's value, dict keys included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield "%s.%s" % (where, key), key
+            yield from _strings("%s.%s" % (where, key), item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            name = item.get("name") if isinstance(item, dict) else None
+            label = "%s[%d] (%s)" % (where, index, name) if name is not None else "%s[%d]" % (where, index)
+            yield from _strings(label, item)
+    elif isinstance(value, str):
+        yield where, value
+
+
+def _line_break_problems(variables):
+    """PgBouncer reads pgbouncer.ini line by line and nothing escapes a line break: a CR or
+    LF in any value would add lines of the value's choosing. The role's variables end up in
+    the file, so none may hold one (nor a NUL). The value is not shown: it may be a secret."""
+    for name in sorted(variables):
+        # pgbouncer_health_* belong to another role; nothing of theirs reaches pgbouncer.ini.
+        if not name.startswith("pgbouncer_") or name.startswith("pgbouncer_health_"):
+            continue
+        for where, text in _strings(name, variables[name]):
+            if _ini.has_forbidden_char(text):
+                yield "%s: a line break (CR, LF) or NUL character cannot be written to pgbouncer.ini" % where
+
+
 def problems(variables):
     """Every problem found in `variables` (role variable name -> value), as messages."""
-    checks = (_int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems, _process_problems, _extra_problems)
+    checks = (
+        _int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems,
+        _process_problems, _extra_problems, _line_break_problems,
+    )
     return [problem for check in checks for problem in check(variables)]
 
 
