@@ -14,6 +14,7 @@ class FilterModule:
             "pgbouncer_database_line": _ini.database_line,
             "pgbouncer_user_line": _ini.user_line,
             "pgbouncer_peer_line": _ini.peer_line,
+            "pgbouncer_ini_diff": _ini.masked_diff,
             "pgbouncer_restart_keys": _ini.restart_keys,
             "pgbouncer_config_problems": _validate.problems,
             "pgbouncer_version_problems": _validate.version_problems,

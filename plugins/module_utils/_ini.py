@@ -7,6 +7,7 @@ Pure functions, shared by the role's filters and the modules. Private to this co
 
 from __future__ import annotations
 
+import difflib
 import re
 
 # [pgbouncer] keys a RELOAD does not apply: SHOW CONFIG reports them changeable=no
@@ -182,3 +183,83 @@ def restart_keys(old_text, new_text):
     new = parse(new_text).get("pgbouncer", {})
     return sorted(key for key in RESTART_ONLY | RESTART_FOR_AUTH if old.get(key) != new.get(key))
 
+
+# --diff of pgbouncer.ini without its secrets. A key with "passw" in its name (password= of
+# a [databases] entry, ldapbindpasswd= in auth_ldap_options, ...) has its value masked.
+MASK = "********"
+_SECRET = re.compile(r"passw", re.IGNORECASE)
+
+
+def _connstr_spans(text):
+    """[(key, start, end)] of each value in a connection string, read as PgBouncer reads it
+    (see above); None when PgBouncer would not read it."""
+    spans = []
+    pos, end = 0, len(text)
+    while True:
+        while pos < end and text[pos] == " ":
+            pos += 1
+        if pos >= end:
+            return spans
+        equals = text.find("=", pos)
+        key = text[pos:equals].rstrip(" ") if equals > pos else ""
+        if not key or " " in key:
+            return None
+        pos = equals + 1
+        while pos < end and text[pos] == " ":
+            pos += 1
+        start = pos
+        if pos < end and text[pos] == "'":
+            pos += 1
+            while True:
+                if pos >= end:
+                    return None
+                if text[pos] == "'":
+                    if text[pos + 1:pos + 2] != "'":
+                        break
+                    pos += 1
+                pos += 1
+            pos += 1
+        else:
+            while pos < end and text[pos] != " ":
+                pos += 1
+        spans.append((key, start, pos))
+
+
+def _mask_line(line):
+    key, equals, value = line.partition("=")
+    if not equals or line.lstrip()[:1] in ("", ";", "#", "["):
+        return line
+    if _SECRET.search(key):
+        return "%s= %s" % (key, MASK)
+    if not _SECRET.search(value):
+        return line
+    spans = _connstr_spans(value)
+    if spans is None:
+        # Not a connection string PgBouncer reads (a file written by older code): hide
+        # everything from the first secret key on.
+        return key + equals + value[: _SECRET.search(value).start()] + MASK
+    for name, start, end in reversed(spans):
+        if not _SECRET.search(name):
+            continue
+        # A backslash may be the escaping of earlier versions of this role: then where the
+        # value really ends is unsure, and everything after its start is hidden.
+        value = value[:start] + MASK + ("" if "\\" in value[start:end] else value[end:])
+    return key + equals + value
+
+
+def mask_secrets(text):
+    """pgbouncer.ini text with the value of every password-like key replaced by ********."""
+    return "\n".join(_mask_line(line) for line in (text or "").split("\n"))
+
+
+def masked_diff(old_text, new_text, path="pgbouncer.ini"):
+    """Unified diff lines between two pgbouncer.ini texts, secrets masked; [] when equal.
+    The diff is taken on the real lines, so a changed secret shows as a masked line
+    removed and added."""
+    old_text, new_text = old_text or "", new_text or ""
+    if old_text == new_text:
+        return []
+    lines = difflib.unified_diff(old_text.splitlines(), new_text.splitlines(),
+                                 "before: %s" % path, "after: %s" % path, lineterm="", n=1)
+    shown = [line if line[:3] in ("---", "+++", "@@ ") else line[:1] + _mask_line(line[1:]) for line in lines]
+    return shown or ["%s: only the line endings change" % path]
