@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini
 
 # variable -> (minimum, maximum or None)
@@ -64,6 +65,11 @@ def is_address(text, allow_star=False):
     return bool(_HOSTNAME.match(text))
 
 
+def _flag(value):
+    """A boolean variable as Ansible reads it: `-e name=false` gives the string "false"."""
+    return boolean(value, strict=False)
+
+
 def _int_problems(variables):
     for name, (low, high) in INT_RANGES.items():
         if name not in variables:
@@ -88,7 +94,7 @@ def _address_problems(variables):
         if bad or not str(listen).strip():
             yield "pgbouncer_listen_addr must be a comma-separated list of IP addresses, host names or *, not %r" % listen
     host = variables.get("pgbouncer_database_wildcard_host")
-    if variables.get("pgbouncer_database_wildcard", True) and host is not None and not is_address(str(host)):
+    if _flag(variables.get("pgbouncer_database_wildcard", True)) and host is not None and not is_address(str(host)):
         yield "pgbouncer_database_wildcard_host must be an IP address or host name, not %r" % host
 
 
@@ -176,7 +182,7 @@ def _tls_problems(variables):
 
 
 def _auth_problems(variables):
-    if variables.get("pgbouncer_auth_query_enabled"):
+    if _flag(variables.get("pgbouncer_auth_query_enabled", False)):
         if not variables.get("pgbouncer_auth_user"):
             yield "pgbouncer_auth_user must name the PostgreSQL role that runs pgbouncer_auth_query"
         if not variables.get("pgbouncer_auth_user_password"):
