@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _processes, _validate
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _processes, _validate, _version
 
 
 class FilterModule:
@@ -18,6 +18,7 @@ class FilterModule:
             "pgbouncer_restart_keys": _ini.restart_keys,
             "pgbouncer_config_problems": _validate.problems,
             "pgbouncer_version_problems": _validate.version_problems,
+            "pgbouncer_version": _version.version_text,
             "pgbouncer_console_user_problems": _validate.console_user_problems,
             "pgbouncer_pool_sizing_problems": _validate.pool_sizing_problems,
             "pgbouncer_source_problems": _validate.source_problems,

@@ -13,6 +13,7 @@ import re
 
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import as_int
 
 # variable -> (minimum, maximum or None)
 INT_RANGES = {
@@ -137,16 +138,9 @@ def _database_problems(variables):
         elif not is_address(str(entry["host"])) and not str(entry["host"]).startswith("/"):
             yield "%s: host must be an IP address, host name or socket directory, not %r" % (where, entry["host"])
         yield from _pool_mode(where, entry)
-        if entry.get("port") not in (None, "") and not 1 <= _as_int(entry["port"], 0) <= 65535:
+        if entry.get("port") not in (None, "") and not 1 <= as_int(entry["port"], 0) <= 65535:
             yield "%s: port must be between 1 and 65535, not %r" % (where, entry["port"])
         yield from _nonnegative(where, entry, ("pool_size", "min_pool_size", "reserve_pool", "max_db_connections"))
-
-
-def _as_int(value, fallback):
-    try:
-        return int(str(value), 10)
-    except ValueError:
-        return fallback
 
 
 def _user_problems(variables):
@@ -189,18 +183,18 @@ def _auth_problems(variables):
             yield "pgbouncer_auth_user_password is needed with auth_query: PgBouncer logs in as pgbouncer_auth_user itself"
         if "$1" not in str(variables.get("pgbouncer_auth_query", "")):
             yield "pgbouncer_auth_query must take the user name as $1"
-    low = _as_int(variables.get("pgbouncer_min_pool_size", 0), 0)
-    high = _as_int(variables.get("pgbouncer_default_pool_size", 0), 0)
+    low = as_int(variables.get("pgbouncer_min_pool_size", 0), 0)
+    high = as_int(variables.get("pgbouncer_default_pool_size", 0), 0)
     if low > high:
         yield "pgbouncer_min_pool_size %d is larger than pgbouncer_default_pool_size %d" % (low, high)
-    clients = _as_int(variables.get("pgbouncer_max_client_conn", 0), 0)
-    files = _as_int(variables.get("pgbouncer_limit_nofile", 0), 0)
+    clients = as_int(variables.get("pgbouncer_max_client_conn", 0), 0)
+    files = as_int(variables.get("pgbouncer_limit_nofile", 0), 0)
     if files and clients and files <= clients:
         yield "pgbouncer_limit_nofile %d leaves no file descriptors for server connections beyond pgbouncer_max_client_conn %d" % (files, clients)
 
 
 def _process_problems(variables):
-    processes = _as_int(variables.get("pgbouncer_processes", 1), 1)
+    processes = as_int(variables.get("pgbouncer_processes", 1), 1)
     if processes > 1 and not variables.get("pgbouncer_unix_socket_dir"):
         yield "pgbouncer_processes %d needs pgbouncer_unix_socket_dir: each process's admin console is reached on its own socket" % processes
 
