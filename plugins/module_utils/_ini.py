@@ -226,13 +226,16 @@ def _connstr_spans(text):
 
 
 def _mask_line(line):
-    key, equals, value = line.partition("=")
-    if not equals or line.lstrip()[:1] in ("", ";", "#", "["):
+    found = _SECRET.search(line)
+    if not found:
         return line
+    key, equals, value = line.partition("=")
+    if not equals or line.lstrip()[:1] in (";", "#", "["):
+        # A comment, a section line (PgBouncer reads a key after "]" on the same line) or
+        # something else: hidden from the first secret-like word on.
+        return line[: found.start()] + MASK
     if _SECRET.search(key):
         return "%s= %s" % (key, MASK)
-    if not _SECRET.search(value):
-        return line
     spans = _connstr_spans(value)
     if spans is None:
         # Not a connection string PgBouncer reads (a file written by older code): hide

@@ -44,6 +44,9 @@ def test_masked_lines_hold_no_part_of_the_password(password):
         "appdb = host=a password='S3cr never closed",
         "auth_ldap_options = ldapserver=x ldapbindpasswd=S3cr",
         "ldap_password = S3cr",
+        "[databases] appdb = host=a password=S3cr",
+        "; password=S3cr",
+        "password",
     ],
 )
 def test_lines_not_read_as_written_are_masked_to_the_end(line):
@@ -68,9 +71,13 @@ def test_masked_diff_shows_a_changed_password_without_it():
     assert TOKEN not in "\n".join(_ini.masked_diff("", new))  # first run: no file yet
 
 
-def test_the_live_file_is_read_and_used_under_no_log():
+def test_the_live_file_is_read_under_no_log_and_never_a_loop_item():
     assert task("configure.yml", "Read the current pgbouncer.ini").get("no_log") is True
-    assert task("configure.yml", "Decide between reload and restart").get("no_log") is True
+    # Loop items are printed with -v: the tasks that use the file loop over the processes.
+    tasks = yaml.safe_load((TASKS / "configure.yml").read_text())
+    users = [item for item in tasks if "__pgbouncer_current_ini" in str(item) and "register" not in item]
+    assert [item["name"] for item in users] == ["Decide between reload and restart", "Show the change to pgbouncer.ini, secrets masked"]
+    assert all(item["loop"] == "{{ __pgbouncer_processes }}" for item in users)
 
 
 def test_the_pooler_description_with_the_databases_is_set_under_no_log():
