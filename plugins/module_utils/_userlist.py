@@ -12,13 +12,15 @@ import hashlib
 import hmac
 import re
 
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import double_quoted
+
 # One field: a double-quoted string where "" stands for a literal quote.
 _FIELD = r'"((?:[^"]|"")*)"'
 _LINE = re.compile(r"^\s*" + _FIELD + r"\s+" + _FIELD + r"\s*$")
 
 
-def quote(value):
-    return '"' + value.replace('"', '""') + '"'
+# A field of the auth_file: in double quotes, a quote inside doubled.
+quote = double_quoted
 
 
 def render(entries):

@@ -152,6 +152,14 @@ BAD_INPUTS = [
      "pgbouncer_extra_settings.not_a_pgbouncer_key: PgBouncer 1."),
     ("admin-not-in-userlist", {"pgbouncer_admin_users": ["pgbouncer", "nobody_here"]}, "pgbouncer_admin_users: nobody_here will not be in the auth_file"),
     ("pool-over-max-connections", {"pgbouncer_max_db_connections": 0}, "pool sizing: the poolers can open"),
+    # Nothing escapes a line break in pgbouncer.ini: a value with one would add lines of its own.
+    ("newline-in-extra-settings", {"pgbouncer_extra_settings": {"application_name_add_host": "1\nlisten_addr = *"}},
+     "pgbouncer_extra_settings.application_name_add_host: a line break"),
+    ("cr-in-setting", {"pgbouncer_server_reset_query": "DISCARD ALL\r"}, "pgbouncer_server_reset_query: a line break"),
+    ("newline-in-password", {"pgbouncer_databases": [{"name": "x", "host": "10.129.0.23", "password": "a\nb"}]},
+     "pgbouncer_databases[0] (x).password: a line break"),
+    ("space-in-database-name", {"pgbouncer_databases": [{"name": "my db", "host": "10.129.0.23"}]},
+     "pgbouncer_databases[0] (my db): PgBouncer takes only letters"),
 ]
 
 
