@@ -41,8 +41,11 @@ def quote_role():
     """A PostgreSQL role with the password, on the node's PostgreSQL; gone afterwards, and the
     node's pgbouncer.ini back to the lab's."""
     literal = PASSWORD.replace("'", "''")
-    psql(IP, "DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD '%s'; GRANT CONNECT ON DATABASE %s TO %s"
-         % (ROLE, ROLE, literal, APP_DB, ROLE))
+    # An md5 verifier: PostgreSQL then asks for MD5, which PgBouncer can answer only from the
+    # entry's password. (With SCRAM, PgBouncer 1.18 would reuse the client's SCRAM keys for the
+    # forced user, and the entry's password would not be what logs in.) appdb's CONNECT is
+    # PUBLIC's: the role needs no grant, so nothing keeps it from being dropped.
+    psql(IP, "SET password_encryption = 'md5'; DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD '%s'" % (ROLE, ROLE, literal))
     yield
     converge()
     psql(IP, "DROP ROLE IF EXISTS %s" % ROLE)
