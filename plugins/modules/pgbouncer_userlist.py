@@ -11,7 +11,8 @@ description:
   - Reads user names and password secrets from the node's PostgreSQL (C(SELECT usename, passwd FROM pg_shadow)),
     as the manual procedure does, and writes them to PgBouncer's auth_file.
   - SCRAM and md5 secrets are kept exactly as stored; double quotes are escaped by doubling them.
-  - The file is replaced atomically and only when its content differs.
+  - The file is replaced atomically and only when its content differs, through a temporary file in the same
+    directory that gets the final O(owner), O(group) and O(mode) before it is renamed into place.
   - Roles without a password are left out, since they cannot log in through PgBouncer.
 version_added: 0.1.0
 author: pgbouncer.cluster contributors (!UNKNOWN)
@@ -137,14 +138,19 @@ def read_current(path):
         return None
 
 
-def write_atomically(module, path, content):
+def write_atomically(module, path, content, file_args):
+    """Write path through a temporary file that has its final owner, group and mode before the rename.
+
+    Not module.atomic_move: for a new file it sets 0666 & ~umask and the module's own uid after
+    the rename, and until set_fs_attributes_if_different ran others could read the secrets.
+    """
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".userlist.")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".userlist.")  # 0600, only we can read it
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(content)
-        os.chmod(tmp, 0o600)  # never readable by others, even for an instant
-        module.atomic_move(tmp, path)
+        module.set_fs_attributes_if_different(dict(file_args, path=tmp), True)
+        os.rename(tmp, path)  # same directory, hence the same filesystem: atomic
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -192,10 +198,10 @@ def main():
         except ValueError:
             before = "(current file is not a valid auth_file)\n"
         result["diff"] = dict(before=before, after=_userlist.mask(entries, key), before_header=path, after_header=path)
-    if changed and not module.check_mode:
-        write_atomically(module, path, wanted)
-
     file_args = module.load_file_common_arguments(params)
+    if changed and not module.check_mode:
+        write_atomically(module, path, wanted, file_args)
+
     if os.path.exists(path):
         result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
     module.exit_json(**result)
