@@ -236,7 +236,8 @@ def console_user_problems(admin_users, stats_users, auth_file_users):
         missing = [user for user in users or [] if user not in have]
         if missing:
             found.append(
-                "%s: %s will not be in the auth_file (no PostgreSQL role with a password, or excluded), so they "
+                "%s: %s will not be in the auth_file (no PostgreSQL role with a password, excluded, expired, or a "
+                "superuser without pgbouncer_userlist_include_superusers), so they "
                 "could not log in to the console with a password" % (variable, ", ".join(missing))
             )
     return found
