@@ -41,7 +41,8 @@ options:
             per address, all alike otherwise.
           - An empty list makes no rule, yet its ports still count for O(exclusive), so that every
             tagged rule on them is removed.
-          - C(0.0.0.0/0) and C(::/0) mean any, for that IP version only.
+          - C(0.0.0.0/0) and C(::/0) mean any, for that IP version only, so a rule with one of them neither keeps
+            (in exclusive mode) nor deletes (with O(rules[].state=absent)) the other version's rule.
           - Host names are not accepted (ufw does not resolve them).
         type: list
         elements: str
