@@ -30,7 +30,7 @@ def ports_from_sshd_t(text):
     sshd binds) are what it listens on; the port lines count only when there are none."""
     listen, port = set(), set()
     for line in (text or "").splitlines():
-        key, _, value = line.strip().partition(" ")
+        key, value = (line.split(None, 1) + ["", ""])[:2]
         if key == "listenaddress":
             listen.add(_port(value))
         elif key == "port":

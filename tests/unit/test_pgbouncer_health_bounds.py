@@ -68,14 +68,14 @@ def test_failure_body_is_generic_and_the_reason_goes_to_the_journal(serve, capfd
 def test_one_probe_serves_every_request_within_the_cache_time(serve):
     probe = Probe()
     port = serve(probe, cache=30)
-    assert [get(port)[0] for _ in range(10)] == [200] * 10
+    assert [get(port)[0] for _request in range(10)] == [200] * 10
     assert probe.calls == 1
 
 
 def test_cache_zero_probes_for_each_request(serve):
     probe = Probe()
     port = serve(probe, cache=0)
-    for _ in range(3):
+    for _request in range(3):
         get(port)
     assert probe.calls == 3
 
@@ -84,7 +84,7 @@ def test_concurrent_requests_share_one_probe(serve):
     probe = Probe(delay=0.5)
     port = serve(probe, cache=0.3, max_clients=8)
     answers = []
-    threads = [threading.Thread(target=lambda: answers.append(get(port))) for _ in range(6)]
+    threads = [threading.Thread(target=lambda: answers.append(get(port))) for _client in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -33,6 +33,7 @@ SS = (
     (SSHD_T_LISTEN, [22, 2222]),
     (SSHD_T_PORTS_ONLY, [22, 2200]),
     ("", []),
+    ("\n\nport\n", []),
     ("sshd: no hostkeys available -- exiting.\n", []),
 ])
 def test_ports_from_sshd_t(text, ports):
