@@ -4,7 +4,13 @@
 
 from __future__ import annotations
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _processes, _validate, _version
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _processes, _ssh, _validate, _version
+
+
+def ssh_ports(sshd_t, ss="", fallback=22):
+    """{ports, source} of the SSH ports the firewall keeps open (see _ssh.ssh_ports)."""
+    ports, source = _ssh.ssh_ports(sshd_t, ss, fallback)
+    return {"ports": ports, "source": source}
 
 
 class FilterModule:
@@ -22,6 +28,7 @@ class FilterModule:
             "pgbouncer_console_user_problems": _validate.console_user_problems,
             "pgbouncer_pool_sizing_problems": _validate.pool_sizing_problems,
             "pgbouncer_source_problems": _validate.source_problems,
+            "pgbouncer_ssh_ports": ssh_ports,
             "pgbouncer_processes": _processes.layout,
             "pgbouncer_process_config": _processes.process_config,
             "pgbouncer_retired_processes": _processes.retired,

@@ -302,6 +302,24 @@ def means_already_done(verb, message):
     return any(needle in lowered for needle in _ALREADY.get(verb, ()))
 
 
+def admin_rights(user, config_rows, unix_socket):
+    """Whether `user` may run commands other than SHOW: True, False, or None if only the server can tell.
+
+    PgBouncer makes a login an admin when the user is in admin_users, or when it is `pgbouncer`
+    over the unix socket from PgBouncer's own uid (which needs no list). config_rows: SHOW CONFIG.
+    """
+    lists = {}
+    for key in ("admin_users", "stats_users"):
+        entry = find_row(config_rows, "key", key)
+        lists[key] = {name.strip() for name in ((entry or {}).get("value") or "").split(",") if name.strip()}
+    if user in lists["admin_users"]:
+        return True
+    if user == "pgbouncer" and unix_socket:
+        # Logged in yet in neither list: only the own-uid path lets it in, and that path is admin.
+        return None if user in lists["stats_users"] else True
+    return False
+
+
 def config_entry(config_rows, key):
     """The SHOW CONFIG row of key, or raise an AdminError a user can act on."""
     row = find_row(config_rows, "key", key)

@@ -235,11 +235,61 @@ def _line_break_problems(variables):
                 yield "%s: a line break (CR, LF) or NUL character cannot be written to pgbouncer.ini" % where
 
 
+# auth_type values that let a client in without proving a password over the network:
+# trust and any ask nothing, plain sends the password in clear.
+WEAK_AUTH = ("trust", "any", "plain")
+OPT_IN = "set pgbouncer_allow_insecure: true to accept this"
+
+
+def _mode_bits(value):
+    """Permission bits of a mode given as "0640"/"640" (octal text) or an int; None if symbolic."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    return int(text, 8) if re.fullmatch(r"[0-7]{3,4}", text) else None
+
+
+def is_network_listen(listen):
+    """Whether listen_addr takes connections from other hosts: any entry but loopback."""
+    for item in str(listen or "").split(","):
+        item = item.strip()
+        if not item or item == "localhost":
+            continue
+        try:
+            if ipaddress.ip_address(item).is_loopback:
+                continue
+        except ValueError:
+            pass  # "*" or a host name: reachable from the network
+        return True
+    return False
+
+
+def _insecure_problems(variables):
+    """Choices that expose the pooler or its secrets, refused unless pgbouncer_allow_insecure."""
+    if variables.get("pgbouncer_allow_insecure"):
+        return
+    auth = variables.get("pgbouncer_auth_type")
+    listen = variables.get("pgbouncer_listen_addr")
+    if auth in WEAK_AUTH and is_network_listen(listen):
+        yield ("pgbouncer_auth_type %s with pgbouncer_listen_addr %s lets clients from the network in %s: use "
+               "scram-sha-256, or listen on 127.0.0.1 only; or %s" % (
+                   auth, listen, "in clear text" if auth == "plain" else "without a password", OPT_IN))
+    socket_mode = _mode_bits(variables.get("pgbouncer_unix_socket_mode", "0770"))
+    if variables.get("pgbouncer_unix_socket_dir", "x") and socket_mode is not None and socket_mode & 0o002:
+        yield ("pgbouncer_unix_socket_mode %s lets every local user connect to the unix socket: use 0770 "
+               "(owner and group); or %s" % (variables["pgbouncer_unix_socket_mode"], OPT_IN))
+    for name, what in (("pgbouncer_config_mode", "pgbouncer.ini"), ("pgbouncer_userlist_mode", "the auth_file")):
+        bits = _mode_bits(variables.get(name, "0640"))
+        if bits is not None and bits & 0o007:
+            yield ("%s %s gives other users access to %s, which holds secrets: use 0640 or 0600; or %s"
+                   % (name, variables[name], what, OPT_IN))
+
+
 def problems(variables):
     """Every problem found in `variables` (role variable name -> value), as messages."""
     checks = (
         _int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems,
-        _process_problems, _extra_problems, _line_break_problems,
+        _process_problems, _extra_problems, _line_break_problems, _insecure_problems,
     )
     return [problem for check in checks for problem in check(variables)]
 
@@ -273,7 +323,8 @@ def console_user_problems(admin_users, stats_users, auth_file_users):
         missing = [user for user in users or [] if user not in have]
         if missing:
             found.append(
-                "%s: %s will not be in the auth_file (no PostgreSQL role with a password, or excluded), so they "
+                "%s: %s will not be in the auth_file (no PostgreSQL role with a password, excluded, expired, or a "
+                "superuser without pgbouncer_userlist_include_superusers), so they "
                 "could not log in to the console with a password" % (variable, ", ".join(missing))
             )
     return found

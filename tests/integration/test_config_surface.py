@@ -174,7 +174,7 @@ def refusals(cases, tmp_path):
     Returns ({case: message}, recap of NODE). A case that is not refused records
     "NOT REFUSED" and goes on to change the node, which the caller's checks then catch."""
     blocks = []
-    for name, extra, _ in cases:
+    for name, extra, _message in cases:
         record = "{{ bad_input_messages | combine({%s: %%s}) }}" % json.dumps(name)
         blocks.append({
             "name": "Case %s" % name,
@@ -213,7 +213,7 @@ def refusals(cases, tmp_path):
 def assert_refused(cases, tmp_path):
     before = state()
     messages, stats = refusals(cases, tmp_path)
-    wrong = {name: messages.get(name) for name, _, message in cases if message not in (messages.get(name) or "")}
+    wrong = {name: messages.get(name) for name, _extra, message in cases if message not in (messages.get(name) or "")}
     assert wrong == {}, "refused with another message, or not at all: %s" % wrong
     # Nothing changed on the node, over all the cases: no task reported a change, the config
     # files and the process are those of before.
