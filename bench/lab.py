@@ -101,4 +101,3 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     for host, fields in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.MULTILINE):
         stats[host] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", fields)}
     return stats
-

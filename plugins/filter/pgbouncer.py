@@ -4,7 +4,13 @@
 
 from __future__ import annotations
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _processes, _validate
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _processes, _ssh, _validate, _version
+
+
+def ssh_ports(sshd_t, ss="", fallback=22):
+    """{ports, source} of the SSH ports the firewall keeps open (see _ssh.ssh_ports)."""
+    ports, source = _ssh.ssh_ports(sshd_t, ss, fallback)
+    return {"ports": ports, "source": source}
 
 
 class FilterModule:
@@ -13,12 +19,16 @@ class FilterModule:
             "pgbouncer_ini_value": _ini.format_value,
             "pgbouncer_database_line": _ini.database_line,
             "pgbouncer_user_line": _ini.user_line,
+            "pgbouncer_peer_line": _ini.peer_line,
+            "pgbouncer_ini_diff": _ini.masked_diff,
             "pgbouncer_restart_keys": _ini.restart_keys,
             "pgbouncer_config_problems": _validate.problems,
             "pgbouncer_version_problems": _validate.version_problems,
+            "pgbouncer_version": _version.version_text,
             "pgbouncer_console_user_problems": _validate.console_user_problems,
             "pgbouncer_pool_sizing_problems": _validate.pool_sizing_problems,
             "pgbouncer_source_problems": _validate.source_problems,
+            "pgbouncer_ssh_ports": ssh_ports,
             "pgbouncer_processes": _processes.layout,
             "pgbouncer_process_config": _processes.process_config,
             "pgbouncer_retired_processes": _processes.retired,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _text, _version
+
 # SHOW subcommands -> first PgBouncer version that has them.
 SHOW_SUBCOMMANDS = {
     "POOLS": (1, 0),
@@ -84,7 +86,6 @@ _INT_OIDS = frozenset((20, 21, 23, 26))
 _NUMERIC_OID = 1700
 
 _KEY = re.compile(r"^[a-z0-9_]+$")
-_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 _BOOL_WORDS = {"1": "1", "on": "1", "yes": "1", "true": "1", "0": "0", "off": "0", "no": "0", "false": "0"}
 
 
@@ -102,17 +103,17 @@ def version_text(version):
 
 def parse_version(text):
     """(major, minor, patch) from SHOW VERSION's text, e.g. 'PgBouncer 1.18.0'."""
-    match = _VERSION.search(text or "")
-    if not match:
-        raise AdminError("unknown_version", "cannot read a version from SHOW VERSION's answer %r" % text)
-    return tuple(int(part or 0) for part in match.groups())
+    try:
+        return _version.parse_version(text)
+    except ValueError:
+        raise AdminError("unknown_version", "cannot read a version from SHOW VERSION's answer %r" % text) from None
 
 
 def quote_ident(name):
     """A database name as a console WORD: double-quoted, embedded quotes doubled."""
     if not name or any(ord(char) < 32 for char in name):
         raise AdminError("invalid_argument", "database name %r is empty or has control characters" % name)
-    return '"%s"' % name.replace('"', '""')
+    return _text.double_quoted(name)
 
 
 def quote_literal(value):
@@ -299,6 +300,24 @@ def means_already_done(verb, message):
     """Whether a server error only says the command had nothing to do (e.g. RESUME, not paused)."""
     lowered = (message or "").lower()
     return any(needle in lowered for needle in _ALREADY.get(verb, ()))
+
+
+def admin_rights(user, config_rows, unix_socket):
+    """Whether `user` may run commands other than SHOW: True, False, or None if only the server can tell.
+
+    PgBouncer makes a login an admin when the user is in admin_users, or when it is `pgbouncer`
+    over the unix socket from PgBouncer's own uid (which needs no list). config_rows: SHOW CONFIG.
+    """
+    lists = {}
+    for key in ("admin_users", "stats_users"):
+        entry = find_row(config_rows, "key", key)
+        lists[key] = {name.strip() for name in ((entry or {}).get("value") or "").split(",") if name.strip()}
+    if user in lists["admin_users"]:
+        return True
+    if user == "pgbouncer" and unix_socket:
+        # Logged in yet in neither list: only the own-uid path lets it in, and that path is admin.
+        return None if user in lists["stats_users"] else True
+    return False
 
 
 def config_entry(config_rows, key):

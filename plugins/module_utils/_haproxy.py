@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import socket
 
 # srv_op_state of `show servers state` (enum srv_state in HAProxy's source).
@@ -22,6 +23,10 @@ DRAIN_BITS = FDRAIN | IDRAIN
 STATES = ("ready", "drain", "maint")
 WAIT_FOR = ("up", "no_sessions")
 MAX_WEIGHT = 256
+# HAProxy's own rule for proxy and server names (invalid_char() in its source): letters, digits
+# and - _ . : only. Names go into runtime API command lines, where ';' or a newline would chain
+# further commands, so anything else is refused before the socket is touched.
+NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+\Z")
 
 
 class RuntimeApiError(Exception):
@@ -134,9 +139,17 @@ def wait_reached(status, wait_for):
     return True
 
 
-def check_request(weight=None, state=None, wait_for=None):
+def name_problem(option, value):
+    """Why value cannot be a backend/server name in a runtime API command (None = fine)."""
+    if value is not None and not NAME_RE.match(value):
+        return ("%s %r is not an HAProxy name: use only letters, digits and - _ . : (no spaces, ';' or "
+                "newlines, which the runtime API would read as further commands)" % (option, value))
+    return None
+
+
+def check_request(weight=None, state=None, wait_for=None, backend=None, server=None):
     """Problems with the module's options, as messages ([] = fine)."""
-    problems = []
+    problems = [problem for problem in (name_problem("backend", backend), name_problem("server", server)) if problem]
     if weight is not None and not 0 <= weight <= MAX_WEIGHT:
         problems.append("weight must be between 0 and %d, not %d" % (MAX_WEIGHT, weight))
     if wait_for == "up" and state == "maint":

@@ -7,6 +7,9 @@ Pure functions, shared by the role's filters and the modules. Private to this co
 
 from __future__ import annotations
 
+import difflib
+import re
+
 # [pgbouncer] keys a RELOAD does not apply: SHOW CONFIG reports them changeable=no
 # (PgBouncer 1.18 and 1.24; tests/integration checks this list against the running version).
 RESTART_ONLY = frozenset(
@@ -60,33 +63,80 @@ DATABASE_KEYS = (
 )
 
 
+# How PgBouncer reads the file (the same in 1.18 and 1.24; pgbouncer src/loader.c and
+# libusual usual/cfparser.c):
+# - A line is `key = value`; the value runs to the end of the line and loses trailing
+#   whitespace. Nothing can escape a line break, so a CR, LF (or NUL) in a value would start
+#   a line of its own choosing: refused here.
+# - An unquoted key (a database, user or peer name) is letters, digits and _ . - * only.
+#   (Quoted keys came to libusual in 2025, after the versions the role supports.)
+# - A [databases], [users] or [peers] value is then read as a connection string of its own:
+#   pairs separated by spaces, a key running to `=`, a value either bare (to the next
+#   space) or in single quotes, where '' stands for one quote. A backslash is an ordinary
+#   character (unlike libpq), and an empty value is an error.
+FORBIDDEN_CHARS = ("\r", "\n", "\0")
+NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+# PgBouncer's own limits (include/bouncer.h, MAX_DBNAME and MAX_USERNAME, with the NUL).
+MAX_DATABASE_NAME = 63
+MAX_USER_NAME = 127
+# The admin console's database name (PgBouncer 1.24 refuses it in [databases]).
+RESERVED_DATABASE = "pgbouncer"
+
+
+def has_forbidden_char(text):
+    """True when `text` holds a CR, LF or NUL, which no pgbouncer.ini value can carry."""
+    return any(ch in str(text) for ch in FORBIDDEN_CHARS)
+
+
+def name_problem(name, kind="database"):
+    """Why PgBouncer cannot take `name` as a [databases] or [users] key, or None."""
+    text = str(name)
+    if not NAME_CHARS.fullmatch(text):
+        return "PgBouncer takes only letters, digits, _ . and - in a %s name" % kind
+    limit = MAX_DATABASE_NAME if kind == "database" else MAX_USER_NAME
+    if len(text.encode("utf-8")) > limit:
+        return "PgBouncer takes %s names of at most %d bytes" % (kind, limit)
+    if kind == "database" and text == RESERVED_DATABASE:
+        return "pgbouncer is the admin console's database"
+    return None
+
+
 def format_value(value):
     """The text PgBouncer expects for a setting; None means: leave the key out."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "1" if value else "0"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(item) for item in value)
-    return str(value)
+    text = ", ".join(str(item) for item in value) if isinstance(value, (list, tuple)) else str(value)
+    if has_forbidden_char(text):
+        # The value itself stays out of the message: it may be a secret.
+        raise ValueError("a pgbouncer.ini value cannot hold a line break or NUL character")
+    return text
 
 
 def quote_connstr(value):
-    """Quote a [databases] connection-string value when it needs it (libpq rules)."""
+    """One value of a [databases]/[users]/[peers] connection string, quoted as PgBouncer
+    reads it: bare when it has no whitespace, quote or backslash, else in single quotes
+    with each ' doubled. (Quoting on a backslash is not needed by PgBouncer; it keeps
+    the lines that never had one unchanged.)"""
     text = format_value(value)
-    if text and not any(ch in text for ch in " '\\"):
+    if text and not any(ch.isspace() or ch in "'\\" for ch in text):
         return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _line(name, entry, keys, kind):
+    if name != "*":
+        problem = name_problem(name, kind)
+        if problem:
+            raise ValueError("%s name %r: %s" % (kind, name, problem))
+    parts = ["%s=%s" % (key, quote_connstr(entry[key])) for key in keys if entry.get(key) not in (None, "")]
+    return "%s = %s" % (name, " ".join(parts))
 
 
 def database_line(entry):
-    """`name = key=value ...` for one [databases] entry (a dict with `name`)."""
-    parts = [
-        "%s=%s" % (key, quote_connstr(entry[key]))
-        for key in DATABASE_KEYS
-        if entry.get(key) not in (None, "")
-    ]
-    return "%s = %s" % (entry["name"], " ".join(parts))
+    """`name = key=value ...` for one [databases] entry (a dict with `name`; `*` is the wildcard)."""
+    return _line(str(entry["name"]), entry, DATABASE_KEYS, "database")
 
 
 USER_KEYS = ("pool_mode", "max_user_connections", "pool_size", "reserve_pool_size", "max_user_client_connections")
@@ -94,8 +144,19 @@ USER_KEYS = ("pool_mode", "max_user_connections", "pool_size", "reserve_pool_siz
 
 def user_line(entry):
     """`name = key=value ...` for one [users] entry (a dict with `name`)."""
-    parts = ["%s=%s" % (key, quote_connstr(entry[key])) for key in USER_KEYS if entry.get(key) not in (None, "")]
-    return "%s = %s" % (entry["name"], " ".join(parts))
+    return _line(str(entry["name"]), entry, USER_KEYS, "user")
+
+
+PEER_KEYS = ("host", "port", "pool_size")
+
+
+def peer_line(entry):
+    """`peer_id = host=... port=...` for one [peers] entry (a dict with `peer_id`)."""
+    peer_id = int(entry["peer_id"])
+    if not 1 <= peer_id <= 65535:
+        raise ValueError("peer_id must be between 1 and 65535, not %d" % peer_id)
+    parts = ["%s=%s" % (key, quote_connstr(entry[key])) for key in PEER_KEYS if entry.get(key) not in (None, "")]
+    return "%d = %s" % (peer_id, " ".join(parts))
 
 
 def parse(text):
@@ -121,3 +182,87 @@ def restart_keys(old_text, new_text):
     old = parse(old_text).get("pgbouncer", {})
     new = parse(new_text).get("pgbouncer", {})
     return sorted(key for key in RESTART_ONLY | RESTART_FOR_AUTH if old.get(key) != new.get(key))
+
+
+# --diff of pgbouncer.ini without its secrets. A key with "passw" in its name (password= of
+# a [databases] entry, ldapbindpasswd= in auth_ldap_options, ...) has its value masked.
+MASK = "********"
+_SECRET = re.compile(r"passw", re.IGNORECASE)
+
+
+def _connstr_spans(text):
+    """[(key, start, end)] of each value in a connection string, read as PgBouncer reads it
+    (see above); None when PgBouncer would not read it."""
+    spans = []
+    pos, end = 0, len(text)
+    while True:
+        while pos < end and text[pos] == " ":
+            pos += 1
+        if pos >= end:
+            return spans
+        equals = text.find("=", pos)
+        key = text[pos:equals].rstrip(" ") if equals > pos else ""
+        if not key or " " in key:
+            return None
+        pos = equals + 1
+        while pos < end and text[pos] == " ":
+            pos += 1
+        start = pos
+        if pos < end and text[pos] == "'":
+            pos += 1
+            while True:
+                if pos >= end:
+                    return None
+                if text[pos] == "'":
+                    if text[pos + 1:pos + 2] != "'":
+                        break
+                    pos += 1
+                pos += 1
+            pos += 1
+        else:
+            while pos < end and text[pos] != " ":
+                pos += 1
+        spans.append((key, start, pos))
+
+
+def _mask_line(line):
+    found = _SECRET.search(line)
+    if not found:
+        return line
+    key, equals, value = line.partition("=")
+    if not equals or line.lstrip()[:1] in (";", "#", "["):
+        # A comment, a section line (PgBouncer reads a key after "]" on the same line) or
+        # something else: hidden from the first secret-like word on.
+        return line[: found.start()] + MASK
+    if _SECRET.search(key):
+        return "%s= %s" % (key, MASK)
+    spans = _connstr_spans(value)
+    if spans is None:
+        # Not a connection string PgBouncer reads (a file written by older code): hide
+        # everything from the first secret key on.
+        return key + equals + value[: _SECRET.search(value).start()] + MASK
+    for name, start, end in reversed(spans):
+        if not _SECRET.search(name):
+            continue
+        # A backslash may be the escaping of earlier versions of this role: then where the
+        # value really ends is unsure, and everything after its start is hidden.
+        value = value[:start] + MASK + ("" if "\\" in value[start:end] else value[end:])
+    return key + equals + value
+
+
+def mask_secrets(text):
+    """pgbouncer.ini text with the value of every password-like key replaced by ********."""
+    return "\n".join(_mask_line(line) for line in (text or "").split("\n"))
+
+
+def masked_diff(old_text, new_text, path="pgbouncer.ini"):
+    """Unified diff lines between two pgbouncer.ini texts, secrets masked; [] when equal.
+    The diff is taken on the real lines, so a changed secret shows as a masked line
+    removed and added."""
+    old_text, new_text = old_text or "", new_text or ""
+    if old_text == new_text:
+        return []
+    lines = difflib.unified_diff(old_text.splitlines(), new_text.splitlines(),
+                                 "before: %s" % path, "after: %s" % path, lineterm="", n=1)
+    shown = [line if line[:3] in ("---", "+++", "@@ ") else line[:1] + _mask_line(line[1:]) for line in lines]
+    return shown or ["%s: only the line endings change" % path]

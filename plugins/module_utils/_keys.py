@@ -13,6 +13,8 @@ Private to this collection: the API may change without notice.
 
 from __future__ import annotations
 
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _version
+
 BASE = frozenset(
     """
     admin_users application_name_add_host auth_file auth_hba_file auth_query auth_type auth_user
@@ -48,11 +50,7 @@ NEWEST_KNOWN = (1, 24)
 
 def parse_version(text):
     """(major, minor) of a version such as "1.18.0" or "PgBouncer 1.24.1"."""
-    for word in str(text).split():
-        parts = word.split(".")
-        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-            return int(parts[0]), int(parts[1])
-    raise ValueError("not a PgBouncer version: %r" % text)
+    return _version.parse_version(text)[:2]
 
 
 def known(key, version):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import posixpath
 
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import unit_base
+
 # [pgbouncer] limits that are per process, divided among the processes.
 DIVIDED_SETTINGS = (
     "max_client_conn",
@@ -53,9 +55,7 @@ def process(index, processes=1, service_name="pgbouncer", config_dir="/etc/pgbou
             unix_socket_dir="/var/run/postgresql", pidfile="/var/run/postgresql/pgbouncer.pid",
             logfile="/var/log/postgresql/pgbouncer.log", listen_port=6432):
     """Where process `index` (1-based; "%i" for a systemd template unit) lives."""
-    name = str(service_name)
-    if name.endswith(".service"):
-        name = name[: -len(".service")]
+    name = unit_base(service_name)
     if int(processes) <= 1:
         return {
             "index": 1, "unit": name + ".service", "config_file": posixpath.join(config_dir, "pgbouncer.ini"),
@@ -122,9 +122,7 @@ def retired(processes, units=(), config_files=(), **paths):
     """Processes found on the node (systemd unit names, config file paths) that the layout
     for `processes` no longer has, to stop, disable and remove. With several processes the
     distribution's single unit is always among them (its port is taken by the others)."""
-    name = str(paths.get("service_name", "pgbouncer"))
-    if name.endswith(".service"):
-        name = name[: -len(".service")]
+    name = unit_base(paths.get("service_name", "pgbouncer"))
     wanted = {proc["unit"] for proc in layout(processes, **paths)}
     found = {}
     single = process(1, 1, **paths)

@@ -20,20 +20,17 @@ Private to this collection: the API may change without notice.
 from __future__ import annotations
 
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _processes
-
-
-def _int(value):
-    return int(value or 0)
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import as_int
 
 
 def database_demand(pooler, entry):
     """(server connections one [databases] entry can open, the arithmetic as text)."""
-    pool = _int(entry.get("pool_size")) or _int(pooler["default_pool_size"])
-    reserve = _int(entry.get("reserve_pool", entry.get("reserve_pool_size"))) or _int(pooler["reserve_pool_size"])
+    pool = as_int(entry.get("pool_size")) or as_int(pooler["default_pool_size"])
+    reserve = as_int(entry.get("reserve_pool", entry.get("reserve_pool_size"))) or as_int(pooler["reserve_pool_size"])
     pairs = 1 if entry.get("user") else len(pooler["users"])
     total = pairs * (pool + reserve)
     text = "%d user%s x (%d + %d)" % (pairs, "" if pairs == 1 else "s", pool, reserve)
-    cap = _int(entry.get("max_db_connections")) or _int(pooler["max_db_connections"])
+    cap = as_int(entry.get("max_db_connections")) or as_int(pooler["max_db_connections"])
     if cap and cap < total:
         return cap, "max_db_connections %d" % cap
     return total, text
@@ -41,7 +38,7 @@ def database_demand(pooler, entry):
 
 def pooler_demand(pooler):
     """{postgres host: (connections, [per-database arithmetic])} for one pooler (all its processes)."""
-    processes = _int(pooler.get("processes")) or 1
+    processes = as_int(pooler.get("processes")) or 1
     if processes == 1:
         return _process_demand(pooler)
     one = dict(pooler, processes=1)
@@ -68,7 +65,7 @@ def _process_demand(pooler):
         count, text = database_demand(pooler, entry)
         total, parts = demand.get(str(entry["host"]), (0, []))
         demand[str(entry["host"])] = (total + count, parts + ["%s: %s = %d" % (entry["name"], text, count)])
-    per_user = _int(pooler.get("max_user_connections"))
+    per_user = as_int(pooler.get("max_user_connections"))
     users = len(pooler["users"])
     for host, (total, _parts) in demand.items():
         if per_user and users * per_user < total:
@@ -89,9 +86,9 @@ def problems(poolers, capacities):
             continue
         limits = capacities[host]
         budget = (
-            _int(limits["max_connections"])
-            - _int(limits.get("superuser_reserved_connections"))
-            - _int(limits.get("reserved_connections"))
+            as_int(limits["max_connections"])
+            - as_int(limits.get("superuser_reserved_connections"))
+            - as_int(limits.get("reserved_connections"))
         )
         total, lines = totals[host]
         if total > budget:
@@ -101,8 +98,8 @@ def problems(poolers, capacities):
                 "Lower pgbouncer_default_pool_size / pgbouncer_reserve_pool_size, or cap with "
                 "pgbouncer_max_db_connections / pgbouncer_max_user_connections."
                 % (
-                    total, host, budget, _int(limits["max_connections"]),
-                    _int(limits.get("superuser_reserved_connections")), _int(limits.get("reserved_connections")),
+                    total, host, budget, as_int(limits["max_connections"]),
+                    as_int(limits.get("superuser_reserved_connections")), as_int(limits.get("reserved_connections")),
                     " + ".join(lines), total,
                 )
             )

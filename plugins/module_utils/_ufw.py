@@ -353,9 +353,12 @@ def _unescape_app(name):
     return name.replace("%20", " ")
 
 
-def tuple_argv(item, delete=True):
+def tuple_argv(item, delete=True, one_family=False):
     """ufw argv that deletes (or re-adds) a rule exactly as read from a rules file, including
-    logging, interfaces, source port, application profiles and routed rules."""
+    logging, interfaces, source port, application profiles and routed rules.
+
+    one_family: for a tuple whose source and destination are both any, name its family's
+    any-net as the source, so that ufw touches that file only and not the other family's twin."""
     argv = ["ufw"] + (["route"] if item.route else []) + (["delete"] if delete else []) + [item.action]
     for part in item.direction.split("!"):
         direction, interface = (part.split("_", 1) + [""])[:2]
@@ -370,6 +373,8 @@ def tuple_argv(item, delete=True):
     # address gives the family; both any means both files (where ufw keeps such a rule).
     src = ANY if item.src in ANY_NETS else item.src
     dst = ANY if item.dst in ANY_NETS else item.dst
+    if one_family and src == ANY and dst == ANY:
+        src = item.src
     argv += ["from", src]
     if item.sapp != "-":
         argv += ["app", _unescape_app(item.sapp)]
@@ -446,23 +451,29 @@ def plan(present, absent, tuples, tag, exclusive=False, scope=()):
             complete = rule.families <= {item.family for item in have}
             commands.append((rule_argv(rule), "update" if complete else "add"))
             added.append(rule)
-    # A tuple with a wanted ident is never deleted: adding the wanted rule replaced it in place.
-    wanted = {rule_ident(rule) for rule in present}
-    unwanted = {(rule_ident(rule), rule.action) for rule in absent}
-    removed = []
-    seen = set()
+    # A tuple with a wanted ident in its family is never deleted: adding the wanted rule
+    # replaced it in place. Both sets hold the family: 0.0.0.0/0 and ::/0 share the ident of
+    # "any", yet src 0.0.0.0/0 neither keeps nor removes the ::/0 rule.
+    wanted = {(rule_ident(rule), family) for rule in present for family in rule.families}
+    unwanted = {(rule_ident(rule), rule.action, family) for rule in absent for family in rule.families}
+    removed, reasons = [], []
     for item in tuples:
         ident = tuple_ident(item)
-        if ident in wanted:
+        if (ident, item.family) in wanted:
             continue
-        if (ident, item.action) in unwanted:
-            reason = "absent"
+        if (ident, item.action, item.family) in unwanted:
+            reasons.append("absent")
         elif exclusive and is_tagged(item.comment, tag) and _in_scope(item, scope):
-            reason = "exclusive"
+            reasons.append("exclusive")
         else:
             continue
         removed.append(item)
-        argv = tuple_argv(item)
+    seen = set()
+    for item, reason in zip(removed, reasons):
+        # "from any to any" deletes from both files: fine when both tuples go, else name the family.
+        twin_goes = any(other.family != item.family and tuple_ident(other) == tuple_ident(item)
+                        and other.action == item.action for other in removed)
+        argv = tuple_argv(item, one_family=not twin_goes)
         if tuple(argv) not in seen:
             seen.add(tuple(argv))
             commands.append((argv, reason))

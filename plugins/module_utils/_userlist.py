@@ -12,13 +12,15 @@ import hashlib
 import hmac
 import re
 
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import double_quoted
+
 # One field: a double-quoted string where "" stands for a literal quote.
 _FIELD = r'"((?:[^"]|"")*)"'
 _LINE = re.compile(r"^\s*" + _FIELD + r"\s+" + _FIELD + r"\s*$")
 
 
-def quote(value):
-    return '"' + value.replace('"', '""') + '"'
+# A field of the auth_file: in double quotes, a quote inside doubled.
+quote = double_quoted
 
 
 def render(entries):
@@ -42,16 +44,42 @@ def parse(text):
     return entries
 
 
-def select(rows, users=None, exclude=None):
-    """Filter (name, secret) rows: only `users` when given, never `exclude`; sorted by name.
+def _flags(row):
+    """(name, secret, superuser, expired) of a pg_shadow row; (name, secret) rows are neither."""
+    name, secret = row[0], row[1]
+    return name, secret, bool(row[2]) if len(row) > 2 else False, bool(row[3]) if len(row) > 3 else False
 
-    Rows without a secret are dropped: such a role cannot log in through the pooler.
+
+def left_out(rows, include_superusers=False):
+    """{name: reason} of roles with a password that select() leaves out whatever users says.
+
+    Expired roles (VALID UNTIL passed) could still log in to the pooler with the copied secret;
+    superusers do not belong in a file every pooler reload reads (the auth_query path skips
+    both too), so they are written only when asked for.
+    """
+    reasons = {}
+    for name, secret, superuser, expired in map(_flags, rows):
+        if not secret:
+            continue
+        if expired:
+            reasons[name] = "expired (VALID UNTIL has passed)"
+        elif superuser and not include_superusers:
+            reasons[name] = "a superuser (set include_superusers to write it)"
+    return reasons
+
+
+def select(rows, users=None, exclude=None, include_superusers=False):
+    """Filter pg_shadow rows to sorted (name, secret): only `users` when given, never `exclude`,
+    never what left_out() names.
+
+    Rows are (name, secret[, superuser, expired]). Rows without a secret are dropped: such a role
+    cannot log in through the pooler.
     """
     wanted = set(users or [])
-    unwanted = set(exclude or [])
+    unwanted = set(exclude or []) | set(left_out(rows, include_superusers))
     return sorted(
         (name, secret)
-        for name, secret in rows
+        for name, secret, _superuser, _expired in map(_flags, rows)
         if secret and (not wanted or name in wanted) and name not in unwanted
     )
 

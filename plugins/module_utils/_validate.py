@@ -11,6 +11,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import as_int
+
 # variable -> (minimum, maximum or None)
 INT_RANGES = {
     "pgbouncer_listen_port": (1, 65535),
@@ -62,6 +66,11 @@ def is_address(text, allow_star=False):
     return bool(_HOSTNAME.match(text))
 
 
+def _flag(value):
+    """A boolean variable as Ansible reads it: `-e name=false` gives the string "false"."""
+    return boolean(value, strict=False)
+
+
 def _int_problems(variables):
     for name, (low, high) in INT_RANGES.items():
         if name not in variables:
@@ -86,7 +95,7 @@ def _address_problems(variables):
         if bad or not str(listen).strip():
             yield "pgbouncer_listen_addr must be a comma-separated list of IP addresses, host names or *, not %r" % listen
     host = variables.get("pgbouncer_database_wildcard_host")
-    if variables.get("pgbouncer_database_wildcard", True) and host is not None and not is_address(str(host)):
+    if _flag(variables.get("pgbouncer_database_wildcard", True)) and host is not None and not is_address(str(host)):
         yield "pgbouncer_database_wildcard_host must be an IP address or host name, not %r" % host
 
 
@@ -119,6 +128,8 @@ def _database_problems(variables):
         where = "pgbouncer_databases[%d] (%s)" % (index, name)
         if name == "*":
             yield "%s: use pgbouncer_database_wildcard for the * entry" % where
+        elif _ini.name_problem(name, "database"):
+            yield "%s: %s" % (where, _ini.name_problem(name, "database"))
         if name in seen:
             yield "%s: duplicate database name %s" % (where, name)
         seen.add(name)
@@ -127,16 +138,9 @@ def _database_problems(variables):
         elif not is_address(str(entry["host"])) and not str(entry["host"]).startswith("/"):
             yield "%s: host must be an IP address, host name or socket directory, not %r" % (where, entry["host"])
         yield from _pool_mode(where, entry)
-        if entry.get("port") not in (None, "") and not 1 <= _as_int(entry["port"], 0) <= 65535:
+        if entry.get("port") not in (None, "") and not 1 <= as_int(entry["port"], 0) <= 65535:
             yield "%s: port must be between 1 and 65535, not %r" % (where, entry["port"])
         yield from _nonnegative(where, entry, ("pool_size", "min_pool_size", "reserve_pool", "max_db_connections"))
-
-
-def _as_int(value, fallback):
-    try:
-        return int(str(value), 10)
-    except ValueError:
-        return fallback
 
 
 def _user_problems(variables):
@@ -150,6 +154,8 @@ def _user_problems(variables):
         if entry["name"] in seen:
             yield "%s: duplicate user name %s" % (where, entry["name"])
         seen.add(entry["name"])
+        if _ini.name_problem(entry["name"], "user"):
+            yield "%s: %s" % (where, _ini.name_problem(entry["name"], "user"))
         yield from _pool_mode(where, entry)
         yield from _nonnegative(where, entry, ("max_user_connections", "pool_size"))
 
@@ -170,25 +176,25 @@ def _tls_problems(variables):
 
 
 def _auth_problems(variables):
-    if variables.get("pgbouncer_auth_query_enabled"):
+    if _flag(variables.get("pgbouncer_auth_query_enabled", False)):
         if not variables.get("pgbouncer_auth_user"):
             yield "pgbouncer_auth_user must name the PostgreSQL role that runs pgbouncer_auth_query"
         if not variables.get("pgbouncer_auth_user_password"):
             yield "pgbouncer_auth_user_password is needed with auth_query: PgBouncer logs in as pgbouncer_auth_user itself"
         if "$1" not in str(variables.get("pgbouncer_auth_query", "")):
             yield "pgbouncer_auth_query must take the user name as $1"
-    low = _as_int(variables.get("pgbouncer_min_pool_size", 0), 0)
-    high = _as_int(variables.get("pgbouncer_default_pool_size", 0), 0)
+    low = as_int(variables.get("pgbouncer_min_pool_size", 0), 0)
+    high = as_int(variables.get("pgbouncer_default_pool_size", 0), 0)
     if low > high:
         yield "pgbouncer_min_pool_size %d is larger than pgbouncer_default_pool_size %d" % (low, high)
-    clients = _as_int(variables.get("pgbouncer_max_client_conn", 0), 0)
-    files = _as_int(variables.get("pgbouncer_limit_nofile", 0), 0)
+    clients = as_int(variables.get("pgbouncer_max_client_conn", 0), 0)
+    files = as_int(variables.get("pgbouncer_limit_nofile", 0), 0)
     if files and clients and files <= clients:
         yield "pgbouncer_limit_nofile %d leaves no file descriptors for server connections beyond pgbouncer_max_client_conn %d" % (files, clients)
 
 
 def _process_problems(variables):
-    processes = _as_int(variables.get("pgbouncer_processes", 1), 1)
+    processes = as_int(variables.get("pgbouncer_processes", 1), 1)
     if processes > 1 and not variables.get("pgbouncer_unix_socket_dir"):
         yield "pgbouncer_processes %d needs pgbouncer_unix_socket_dir: each process's admin console is reached on its own socket" % processes
 
@@ -201,9 +207,90 @@ def _extra_problems(variables):
             yield "pgbouncer_extra_settings.%s: set it with pgbouncer_%s instead" % (key, key)
 
 
+def _strings(where, value):
+    """(place, text) of every string in a variable's value, dict keys included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield "%s.%s" % (where, key), key
+            yield from _strings("%s.%s" % (where, key), item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            name = item.get("name") if isinstance(item, dict) else None
+            label = "%s[%d] (%s)" % (where, index, name) if name is not None else "%s[%d]" % (where, index)
+            yield from _strings(label, item)
+    elif isinstance(value, str):
+        yield where, value
+
+
+def _line_break_problems(variables):
+    """PgBouncer reads pgbouncer.ini line by line and nothing escapes a line break: a CR or
+    LF in any value would add lines of the value's choosing. The role's variables end up in
+    the file, so none may hold one (nor a NUL). The value is not shown: it may be a secret."""
+    for name in sorted(variables):
+        # pgbouncer_health_* belong to another role; nothing of theirs reaches pgbouncer.ini.
+        if not name.startswith("pgbouncer_") or name.startswith("pgbouncer_health_"):
+            continue
+        for where, text in _strings(name, variables[name]):
+            if _ini.has_forbidden_char(text):
+                yield "%s: a line break (CR, LF) or NUL character cannot be written to pgbouncer.ini" % where
+
+
+# auth_type values that let a client in without proving a password over the network:
+# trust and any ask nothing, plain sends the password in clear.
+WEAK_AUTH = ("trust", "any", "plain")
+OPT_IN = "set pgbouncer_allow_insecure: true to accept this"
+
+
+def _mode_bits(value):
+    """Permission bits of a mode given as "0640"/"640" (octal text) or an int; None if symbolic."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    return int(text, 8) if re.fullmatch(r"[0-7]{3,4}", text) else None
+
+
+def is_network_listen(listen):
+    """Whether listen_addr takes connections from other hosts: any entry but loopback."""
+    for item in str(listen or "").split(","):
+        item = item.strip()
+        if not item or item == "localhost":
+            continue
+        try:
+            if ipaddress.ip_address(item).is_loopback:
+                continue
+        except ValueError:
+            pass  # "*" or a host name: reachable from the network
+        return True
+    return False
+
+
+def _insecure_problems(variables):
+    """Choices that expose the pooler or its secrets, refused unless pgbouncer_allow_insecure."""
+    if variables.get("pgbouncer_allow_insecure"):
+        return
+    auth = variables.get("pgbouncer_auth_type")
+    listen = variables.get("pgbouncer_listen_addr")
+    if auth in WEAK_AUTH and is_network_listen(listen):
+        yield ("pgbouncer_auth_type %s with pgbouncer_listen_addr %s lets clients from the network in %s: use "
+               "scram-sha-256, or listen on 127.0.0.1 only; or %s" % (
+                   auth, listen, "in clear text" if auth == "plain" else "without a password", OPT_IN))
+    socket_mode = _mode_bits(variables.get("pgbouncer_unix_socket_mode", "0770"))
+    if variables.get("pgbouncer_unix_socket_dir", "x") and socket_mode is not None and socket_mode & 0o002:
+        yield ("pgbouncer_unix_socket_mode %s lets every local user connect to the unix socket: use 0770 "
+               "(owner and group); or %s" % (variables["pgbouncer_unix_socket_mode"], OPT_IN))
+    for name, what in (("pgbouncer_config_mode", "pgbouncer.ini"), ("pgbouncer_userlist_mode", "the auth_file")):
+        bits = _mode_bits(variables.get(name, "0640"))
+        if bits is not None and bits & 0o007:
+            yield ("%s %s gives other users access to %s, which holds secrets: use 0640 or 0600; or %s"
+                   % (name, variables[name], what, OPT_IN))
+
+
 def problems(variables):
     """Every problem found in `variables` (role variable name -> value), as messages."""
-    checks = (_int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems, _process_problems, _extra_problems)
+    checks = (
+        _int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems,
+        _process_problems, _extra_problems, _line_break_problems, _insecure_problems,
+    )
     return [problem for check in checks for problem in check(variables)]
 
 
@@ -236,7 +323,8 @@ def console_user_problems(admin_users, stats_users, auth_file_users):
         missing = [user for user in users or [] if user not in have]
         if missing:
             found.append(
-                "%s: %s will not be in the auth_file (no PostgreSQL role with a password, or excluded), so they "
+                "%s: %s will not be in the auth_file (no PostgreSQL role with a password, excluded, expired, or a "
+                "superuser without pgbouncer_userlist_include_superusers), so they "
                 "could not log in to the console with a password" % (variable, ", ".join(missing))
             )
     return found

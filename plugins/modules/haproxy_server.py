@@ -25,11 +25,16 @@ options:
     type: path
     default: /run/haproxy/admin.sock
   backend:
-    description: Backend the server belongs to.
+    description:
+      - Backend the server belongs to.
+      - Only letters, digits and C(-), C(_), C(.), C(:) (HAProxy's name charset); anything else is refused
+        before the socket is used.
     type: str
     default: pgbouncer
   server:
-    description: Server name in the backend (the haproxy role names them after inventory_hostname).
+    description:
+      - Server name in the backend (the haproxy role names them after inventory_hostname).
+      - The same charset as O(backend).
     type: str
     required: true
   weight:
@@ -203,7 +208,9 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    problems = _haproxy.check_request(params["weight"], params["state"], params["wait_for"])
+    # Before any socket I/O, in check mode too: the names go into runtime API command lines.
+    problems = _haproxy.check_request(params["weight"], params["state"], params["wait_for"],
+                                      backend=params["backend"], server=params["server"])
     if problems:
         module.fail_json(msg="; ".join(problems))
 

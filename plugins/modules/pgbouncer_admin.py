@@ -100,7 +100,8 @@ attributes:
   check_mode:
     support: full
     description: Reads the version and the state, reports the command that would run and whether it would change
-      anything; sends no command that changes PgBouncer's state. C(SHOW) runs in check mode too.
+      anything; sends no command but C(SHOW) (not even C(WAIT_CLOSE)). C(SHOW) runs in check mode too. Fails with
+      RV(error_kind=admin_access_needed) when O(login_user) is not in C(admin_users), as the real run would.
   diff_mode:
     support: none
     description: No diff; RV(before) and RV(after) show what SET changed.
@@ -397,7 +398,10 @@ class AdminCommand:
         """SHOW DATABASES row of an idle auto-database, after WAIT_CLOSE brings it back to the list.
 
         WAIT_CLOSE changes nothing and returns at once for a database without server connections.
+        Check mode sends no command but SHOW, so there only the server could tell.
         """
+        if self.module.check_mode:
+            return None
         if self.verb not in ("PAUSE", "RESUME", "DISABLE", "ENABLE") or version < _admin.COMMANDS["WAIT_CLOSE"][1]:
             return None
         try:
@@ -407,6 +411,15 @@ class AdminCommand:
             self.console = Console(self.module)
             return None
         return _admin.find_row(self._show("DATABASES"), "name", db)
+
+    def check_admin_rights(self):
+        """Check mode: fail as the real run would when the login user may only run SHOW."""
+        params = self.params
+        unix_socket = not params["login_host"] or params["login_host"].startswith("/")
+        if _admin.admin_rights(params["login_user"], self._show("CONFIG"), unix_socket) is False:
+            self.fail("check mode: %s would fail: user %s is not in admin_users, so PgBouncer lets it run SHOW "
+                      "commands only; add it to admin_users (pgbouncer_admin_users) or log in as an admin user"
+                      % (self.text, params["login_user"]), "admin_access_needed")
 
     def _set_already_done(self):
         key, value = _admin.validate_key(self.params["key"]), _set_value(self.params["value"])
@@ -546,6 +559,7 @@ def main():
         if done:
             module.exit_json(msg="nothing to do: %s is already in effect" % text, **command.result)
         if module.check_mode:
+            command.check_admin_rights()
             command.result["changed"] = verb not in _admin.READ_ONLY
             module.exit_json(msg="check mode: would run %s" % text, **command.result)
         command.result["changed"] = command.execute()

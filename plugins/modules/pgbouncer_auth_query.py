@@ -112,6 +112,7 @@ from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection impo
     connect,
     connection_argument_spec,
 )
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import double_quoted as ident
 
 # An expired password (VALID UNTIL in the past) yields no secret, as PgBouncer 1.24.1's own
 # default auth_query does since CVE-2025-2291.
@@ -142,10 +143,6 @@ FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespa
 WHERE n.nspname = %(schema)s AND p.proname = %(function)s
   AND p.proargtypes = '25'::oidvector
 """
-
-
-def ident(name):
-    return '"' + name.replace('"', '""') + '"'
 
 
 def wanted_sql(schema, function, auth_user, others=()):

@@ -84,6 +84,19 @@ users_with_password:
   type: list
   elements: str
   sample: [app_user, pgbouncer]
+superusers:
+  description: The superusers among RV(users_with_password), sorted; pgbouncer_userlist leaves them out by default.
+  returned: always
+  type: list
+  elements: str
+  sample: [postgres]
+expired_users:
+  description: Roles of RV(users_with_password) whose C(VALID UNTIL) has passed, sorted; pgbouncer_userlist leaves
+    them out.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -94,7 +107,8 @@ from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection impo
 
 SETTINGS = "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)"
 DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
-USERS = "SELECT usename FROM pg_shadow WHERE passwd IS NOT NULL ORDER BY usename"
+USERS = ("SELECT usename, usesuper, COALESCE(valuntil < now(), false) FROM pg_shadow WHERE passwd IS NOT NULL "
+         "ORDER BY usename")
 NUMERIC = ("server_version_num", "max_connections", "superuser_reserved_connections", "reserved_connections")
 
 
@@ -106,13 +120,15 @@ def main():
     try:
         settings = {name: int(value) for name, value in conn.execute(SETTINGS, [list(NUMERIC)]).fetchall()}
         databases = [row[0] for row in conn.execute(DATABASES).fetchall()]
-        users = [row[0] for row in conn.execute(USERS).fetchall()]
+        user_rows = conn.execute(USERS).fetchall()
     except Exception as exc:  # psycopg.Error
         module.fail_json(msg="cannot read settings, databases and pg_shadow (is login_user a superuser?): %s" % exc)
     finally:
         conn.close()
     result = {name: settings.get(name, 0) for name in NUMERIC}
-    module.exit_json(changed=False, databases=databases, users_with_password=users, **result)
+    module.exit_json(changed=False, databases=databases, users_with_password=[row[0] for row in user_rows],
+                     superusers=[row[0] for row in user_rows if row[1]],
+                     expired_users=[row[0] for row in user_rows if row[2]], **result)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,12 @@ description:
   - Reads user names and password secrets from the node's PostgreSQL (C(SELECT usename, passwd FROM pg_shadow)),
     as the manual procedure does, and writes them to PgBouncer's auth_file.
   - SCRAM and md5 secrets are kept exactly as stored; double quotes are escaped by doubling them.
-  - The file is replaced atomically and only when its content differs.
+  - The file is replaced atomically and only when its content differs, through a temporary file in the same
+    directory that gets the final O(owner), O(group) and O(mode) before it is renamed into place.
   - Roles without a password are left out, since they cannot log in through PgBouncer.
+  - Roles whose password has expired (C(VALID UNTIL) in the past) are always left out, and superusers unless
+    O(include_superusers=true), as the C(auth_query) lookup does. A role named in O(users) that is left out
+    for either reason makes the module fail.
 version_added: 0.1.0
 author: pgbouncer.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -35,6 +39,12 @@ options:
     type: list
     elements: str
     default: []
+  include_superusers:
+    description:
+      - Write superusers too. Off by default, so that a copy of a superuser's secret does not sit in a file
+        the pooler reads and a superuser cannot log in through the pooler.
+    type: bool
+    default: false
   passwords:
     description:
       - Plain passwords to write instead of the pg_shadow secret, by user name.
@@ -82,9 +92,8 @@ EXAMPLES = r"""
     users: [app_user, report_user, pgbouncer]
     os_user: postgres
 
-- name: Everybody but the superuser, read over TCP with a password
+- name: Everybody with a password but the superusers and expired roles, read over TCP with a password
   pgbouncer.cluster.pgbouncer_userlist:
-    exclude_users: [postgres]
     login_host: 10.129.0.21
     login_user: postgres
     login_password: "{{ vault_postgres_password }}"
@@ -114,7 +123,8 @@ from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection impo
     connection_argument_spec,
 )
 
-QUERY = "SELECT usename, passwd FROM pg_shadow ORDER BY usename"
+# valuntil NULL or 'infinity' never expires.
+QUERY = "SELECT usename, passwd, usesuper, COALESCE(valuntil < now(), false) FROM pg_shadow ORDER BY usename"
 
 
 def read_pg_shadow(module):
@@ -122,7 +132,7 @@ def read_pg_shadow(module):
     try:
         with conn.cursor() as cur:
             cur.execute(QUERY)
-            return [(row[0], row[1]) for row in cur.fetchall()]
+            return [tuple(row) for row in cur.fetchall()]
     except Exception as exc:  # psycopg.Error; psycopg may be absent at import time
         module.fail_json(msg="cannot read pg_shadow (is login_user a superuser?): %s" % exc)
     finally:
@@ -137,14 +147,19 @@ def read_current(path):
         return None
 
 
-def write_atomically(module, path, content):
+def write_atomically(module, path, content, file_args):
+    """Write path through a temporary file that has its final owner, group and mode before the rename.
+
+    Not module.atomic_move: for a new file it sets 0666 & ~umask and the module's own uid after
+    the rename, and until set_fs_attributes_if_different ran others could read the secrets.
+    """
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".userlist.")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".userlist.")  # 0600, only we can read it
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(content)
-        os.chmod(tmp, 0o600)  # never readable by others, even for an instant
-        module.atomic_move(tmp, path)
+        module.set_fs_attributes_if_different(dict(file_args, path=tmp), True)
+        os.rename(tmp, path)  # same directory, hence the same filesystem: atomic
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -157,6 +172,7 @@ def main():
         users=dict(type="list", elements="str", default=[]),
         exclude_users=dict(type="list", elements="str", default=[]),
         passwords=dict(type="dict", default={}, no_log=True),
+        include_superusers=dict(type="bool", default=False),
         db=dict(type="str", default="postgres"),
         owner=dict(type="str", default="postgres"),
         group=dict(type="str", default="postgres"),
@@ -167,14 +183,19 @@ def main():
     path = params["path"]
 
     rows = read_pg_shadow(module)
-    with_secret = {name for name, secret in rows if secret}
+    with_secret = {row[0] for row in rows if row[1]}
     missing = sorted(set(params["users"]) - with_secret)
     if missing:
         module.fail_json(
             msg="users not in pg_shadow, or without a password: %s. Create them with a password in PostgreSQL, "
             "or remove them from users." % ", ".join(missing)
         )
-    entries = _userlist.select(rows, params["users"], params["exclude_users"])
+    refused = _userlist.left_out(rows, params["include_superusers"])
+    named_refused = ["%s is %s" % (name, refused[name]) for name in sorted(set(params["users"]) & set(refused))]
+    if named_refused:
+        module.fail_json(msg="users that will not be written: %s. Remove them from users, or fix the role in "
+                         "PostgreSQL (ALTER ROLE ... VALID UNTIL / NOSUPERUSER)." % "; ".join(named_refused))
+    entries = _userlist.select(rows, params["users"], params["exclude_users"], params["include_superusers"])
     passwords = params["passwords"]
     unselected = sorted(set(passwords) - {entry[0] for entry in entries})
     if unselected:
@@ -192,10 +213,10 @@ def main():
         except ValueError:
             before = "(current file is not a valid auth_file)\n"
         result["diff"] = dict(before=before, after=_userlist.mask(entries, key), before_header=path, after_header=path)
-    if changed and not module.check_mode:
-        write_atomically(module, path, wanted)
-
     file_args = module.load_file_common_arguments(params)
+    if changed and not module.check_mode:
+        write_atomically(module, path, wanted, file_args)
+
     if os.path.exists(path):
         result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
     module.exit_json(**result)

@@ -41,7 +41,8 @@ options:
             per address, all alike otherwise.
           - An empty list makes no rule, yet its ports still count for O(exclusive), so that every
             tagged rule on them is removed.
-          - C(0.0.0.0/0) and C(::/0) mean any, for that IP version only.
+          - C(0.0.0.0/0) and C(::/0) mean any, for that IP version only, so a rule with one of them neither keeps
+            (in exclusive mode) nor deletes (with O(rules[].state=absent)) the other version's rule.
           - Host names are not accepted (ufw does not resolve them).
         type: list
         elements: str
@@ -101,7 +102,7 @@ options:
     default: pgbouncer.cluster
   enabled:
     description:
-      - V(true) allows O(ssh_port) (tcp, from any), sets the default incoming policy, then enables ufw.
+      - V(true) allows the SSH port(s) (tcp, from any), sets the default incoming policy, then enables ufw.
       - V(false) disables ufw; its rules stay. Omitted leaves ufw as it is.
     type: bool
   default_incoming:
@@ -111,11 +112,21 @@ options:
     choices: [allow, deny, reject]
   ssh_port:
     description:
-      - SSH port allowed (tcp, from any, with the comment O(tag) then C(ssh)) before ufw is
-        enabled, so that enabling does not lock the controller out. Used when O(enabled=true).
-      - Pass the port Ansible connects to, such as C(ansible_port).
+      - SSH port allowed (tcp, from any, with the comment O(tag) then C(ssh)) before anything else,
+        so that the controller is not locked out. Used when O(ssh_ports) is empty.
+      - The rule is added whenever the incoming policy after the run is V(deny) or V(reject)
+        (given by O(default_incoming), implied by O(enabled=true), or already set), also when
+        O(enabled) is omitted; not with O(enabled=false).
     type: int
     default: 22
+  ssh_ports:
+    description:
+      - The ports sshd listens on, each allowed as O(ssh_port) is; replaces O(ssh_port) when not empty.
+      - The firewall role reads them on the node from C(sshd -T) (else C(ss -ltnp)), which is right
+        even where the controller reaches SSH through a forwarded port.
+    type: list
+    elements: int
+    default: []
 attributes:
   check_mode:
     support: full
@@ -196,7 +207,7 @@ default_incoming:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ufw
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ssh, _ufw
 
 USER_RULES = {4: "/etc/ufw/user.rules", 6: "/etc/ufw/user6.rules"}
 DEFAULTS = "/etc/default/ufw"
@@ -247,7 +258,7 @@ class Ufw:
         return tuples, running and enabled_at_boot, _ufw.incoming_policy(defaults), ipv6
 
 
-def wanted_rules(module, ipv6):
+def wanted_rules(module, ipv6, policy=None):
     """(present, absent, scope, warnings) from the parameters; fails listing every problem."""
     params = module.params
     tag = params["tag"]
@@ -258,8 +269,10 @@ def wanted_rules(module, ipv6):
         problems.append(problem)
     if not tag.strip():
         problems.append("tag must not be empty")
-    if not 1 <= params["ssh_port"] <= 65535:
-        problems.append("ssh_port must be between 1 and 65535, not %d" % params["ssh_port"])
+    ssh_ports = params["ssh_ports"] or [params["ssh_port"]]
+    for port in ssh_ports:
+        if not 1 <= port <= 65535:
+            problems.append("ssh_port(s) must be between 1 and 65535, not %d" % port)
     present, absent = [], []
     # Exclusive mode covers the ports of the given rules, even those with no source left
     # (not the SSH rule's port, unless given).
@@ -282,10 +295,13 @@ def wanted_rules(module, ipv6):
         except ValueError as exc:
             if not options["src"]:
                 problems.append(str(exc))  # otherwise already reported for each source
-    if params["enabled"] and not problems:
-        ssh = _ufw.make_rule(dict(port=params["ssh_port"], proto="tcp", comment="ssh"), tag, ipv6, "ssh_port")[0]
-        if ssh not in present:
-            present.insert(0, ssh)
+    # Whenever the resulting policy denies, not only with enabled=true: a deny applied to a
+    # running ufw without the SSH rule locks the controller out.
+    if _ssh.needs_ssh_rule(params["enabled"], params["default_incoming"], policy) and not problems:
+        for index, port in enumerate(ssh_ports):
+            ssh = _ufw.make_rule(dict(port=port, proto="tcp", comment="ssh"), tag, ipv6, "ssh_port")[0]
+            if ssh not in present:
+                present.insert(index, ssh)
     extra = []
     for index, port in enumerate(params["exclusive_ports"]):
         try:
@@ -322,13 +338,14 @@ def main():
             enabled=dict(type="bool"),
             default_incoming=dict(type="str", choices=["allow", "deny", "reject"]),
             ssh_port=dict(type="int", default=22),
+            ssh_ports=dict(type="list", elements="int", default=[]),
         ),
         supports_check_mode=True,
     )
     params = module.params
     ufw = Ufw(module)
     tuples, active, policy, ipv6 = ufw.state()
-    present, absent, scope, warnings = wanted_rules(module, ipv6)
+    present, absent, scope, warnings = wanted_rules(module, ipv6, policy)
     for warning in warnings:
         module.warn(warning)
 

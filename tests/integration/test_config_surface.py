@@ -160,6 +160,14 @@ BAD_INPUTS = [
      "pgbouncer_extra_settings.not_a_pgbouncer_key: PgBouncer 1."),
     ("admin-not-in-userlist", {"pgbouncer_admin_users": ["pgbouncer", "nobody_here"]}, "pgbouncer_admin_users: nobody_here will not be in the auth_file"),
     ("pool-over-max-connections", {"pgbouncer_max_db_connections": 0}, "pool sizing: the poolers can open"),
+    # Nothing escapes a line break in pgbouncer.ini: a value with one would add lines of its own.
+    ("newline-in-extra-settings", {"pgbouncer_extra_settings": {"application_name_add_host": "1\nlisten_addr = *"}},
+     "pgbouncer_extra_settings.application_name_add_host: a line break"),
+    ("cr-in-setting", {"pgbouncer_server_reset_query": "DISCARD ALL\r"}, "pgbouncer_server_reset_query: a line break"),
+    ("newline-in-password", {"pgbouncer_databases": [{"name": "x", "host": "10.129.0.23", "password": "a\nb"}]},
+     "pgbouncer_databases[0] (x).password: a line break"),
+    ("space-in-database-name", {"pgbouncer_databases": [{"name": "my db", "host": "10.129.0.23"}]},
+     "pgbouncer_databases[0] (my db): PgBouncer takes only letters"),
 ]
 
 
@@ -174,7 +182,7 @@ def refusals(cases, tmp_path):
     Returns ({case: message}, recap of NODE). A case that is not refused records
     "NOT REFUSED" and goes on to change the node, which the caller's checks then catch."""
     blocks = []
-    for name, extra, _ in cases:
+    for name, extra, _message in cases:
         record = "{{ bad_input_messages | combine({%s: %%s}) }}" % json.dumps(name)
         blocks.append({
             "name": "Case %s" % name,
@@ -213,7 +221,7 @@ def refusals(cases, tmp_path):
 def assert_refused(cases, tmp_path):
     before = state()
     messages, stats = refusals(cases, tmp_path)
-    wrong = {name: messages.get(name) for name, _, message in cases if message not in (messages.get(name) or "")}
+    wrong = {name: messages.get(name) for name, _extra, message in cases if message not in (messages.get(name) or "")}
     assert wrong == {}, "refused with another message, or not at all: %s" % wrong
     # Nothing changed on the node, over all the cases: no task reported a change, the config
     # files and the process are those of before.

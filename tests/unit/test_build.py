@@ -40,7 +40,7 @@ LEFT_OUT = (
     "ruff.toml",
 )
 # What users need from an installed collection.
-REQUIRED = ("MANIFEST.json", "FILES.json", "README.md", "meta/runtime.yml", "playbooks/site.yml", "changelogs/changelog.yaml")
+REQUIRED = ("MANIFEST.json", "FILES.json", "README.md", "LICENSE", "meta/runtime.yml", "playbooks/site.yml", "changelogs/changelog.yaml")
 
 
 def build(output):

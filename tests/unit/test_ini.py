@@ -26,7 +26,7 @@ def test_format_value(value, text):
 def test_database_line_orders_keys_and_quotes_values_that_need_it():
     line = _ini.database_line({"name": "appdb_ro", "port": 5432, "host": "10.129.0.22", "dbname": "appdb",
                                "application_name": "it's ro", "pool_size": 10, "user": None})
-    assert line == "appdb_ro = host=10.129.0.22 port=5432 dbname=appdb pool_size=10 application_name='it\\'s ro'"
+    assert line == "appdb_ro = host=10.129.0.22 port=5432 dbname=appdb pool_size=10 application_name='it''s ro'"
 
 
 def test_parse_last_value_wins_comments_and_case():

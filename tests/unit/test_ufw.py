@@ -406,7 +406,8 @@ def test_absent_needs_the_same_action_and_ignores_the_comment():
 
 
 def test_untagged_equal_rule_gets_the_tag_instead_of_a_duplicate():
-    """The seed's manual rule has no comment: the module's add tags it (ufw updates in place)."""
+    """The rule of the manual setup's firewall step (`ufw allow from <app host> to any port 6432`)
+    has no comment: the module's add tags it (ufw updates in place)."""
     manual = _ufw.parse_tuple("### tuple ### allow tcp 6432 0.0.0.0/0 any 10.129.0.31 in", 4)
     wanted = [rule(src="10.129.0.31", port=6432, proto="tcp", comment="pgbouncer")]
     commands, added = _ufw.plan(wanted, [], [manual], TAG, True, _ufw.scope_of(wanted))[:2]

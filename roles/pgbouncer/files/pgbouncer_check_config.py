@@ -13,6 +13,7 @@ Installed by the pgbouncer.cluster pgbouncer role (as the validate step of pgbou
 import argparse
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -34,6 +35,15 @@ def overrides(directory, port):
         "so_reuseport": "0",
         "user": "",
     }
+
+
+# PgBouncer logs a refused [databases] line whole ("invalid value ... for parameter"): the
+# rest of a line after a password key is hidden, since this output reaches Ansible's.
+SECRET = re.compile(r"(passw\w*\s*=).*", re.IGNORECASE)
+
+
+def masked(line):
+    return SECRET.sub(r"\1********", line)
 
 
 def read_log(stream, lines, up, ended):
@@ -110,7 +120,7 @@ def main():
         problems = [line for line in lines if " ERROR " in line or " FATAL " in line] or lines[-5:]
         if not ended.is_set():
             problems.append("(not up within %s s)" % args.timeout)
-        sys.stderr.write("pgbouncer would not start with %s:\n%s\n" % (args.file, "\n".join(problems)))
+        sys.stderr.write("pgbouncer would not start with %s:\n%s\n" % (args.file, "\n".join(map(masked, problems))))
         return 1
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -3,18 +3,24 @@ and is the PostgreSQL behind it the primary or a streaming replica?
 
 Usage: pgbouncer-health   (settings from the environment, see settings_from_env)
 
-Every GET / or GET /health opens a NEW connection to PgBouncer's TCP listener, as
+A GET / or GET /health opens a NEW connection to PgBouncer's TCP listener, as
 application_name "pgbouncer-health", and runs one query: SELECT 1 for a pooled database
 (through a server connection), SHOW VERSION for the admin console database "pgbouncer".
 GET /primary and GET /replica log in through PgBouncer to PGBOUNCER_HEALTH_ROLE_DB (the
 node's "postgres" database by default: a pool of its own, which a busy application pool
-cannot hold up) and ask PostgreSQL its role: /primary is 200 only when it is not in
-recovery, /replica only when it is in recovery with a WAL receiver streaming, and replaying
+cannot hold up) and ask PostgreSQL its role: /primary passes only when it is not in
+recovery, /replica only when it is in recovery with a WAL receiver running, and replaying
 within PGBOUNCER_HEALTH_REPLICA_MAX_LAG bytes of what it received (0: any lag).
 The whole probe, login included, is bounded by PGBOUNCER_HEALTH_TIMEOUT seconds.
-Answers 200 "OK" when it worked, 503 with the reason otherwise; HAProxy's httpchk reads the
-status. A port that accepts TCP is not enough: a paused, stuck or misconfigured pooler
-fails here. Installed by the pgbouncer.cluster pgbouncer_health role.
+Answers 200 "OK" when it worked, 503 "FAIL" otherwise; HAProxy's httpchk reads the status.
+The reason goes to the journal only: the port is open to the network, libpq's messages are not.
+A port that accepts TCP is not enough: a paused, stuck or misconfigured pooler fails here.
+
+Bounds, so that nobody on the network can make it log in to PgBouncer in a loop or pile up
+threads: one probe at a time, whose result serves every request of that path for
+PGBOUNCER_HEALTH_CACHE_MS milliseconds; at most PGBOUNCER_HEALTH_MAX_CLIENTS connections at once (more get 503 "BUSY" and
+are closed); PGBOUNCER_HEALTH_SOCKET_TIMEOUT seconds for a client to send its request.
+Installed by the pgbouncer.cluster pgbouncer_health role.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import asyncio
 import os
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 APPLICATION_NAME = "pgbouncer-health"
 CONSOLE_DB = "pgbouncer"
@@ -35,6 +42,8 @@ ROLE_QUERY = (
     "SELECT pg_is_in_recovery(), EXISTS (SELECT FROM pg_stat_wal_receiver), "
     "COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::bigint"
 )
+# Written without a handler thread to a client over the limit, then the connection is closed.
+BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nBUSY\n"
 
 
 def settings_from_env(env):
@@ -44,12 +53,15 @@ def settings_from_env(env):
         "listen_port": int(env.get("PGBOUNCER_HEALTH_PORT", "6480")),
         "host": env.get("PGBOUNCER_HEALTH_PGBOUNCER_HOST", "127.0.0.1"),
         "port": int(env.get("PGBOUNCER_HEALTH_PGBOUNCER_PORT", "6432")),
-        "user": env.get("PGBOUNCER_HEALTH_USER", "pgbouncer"),
+        "user": env.get("PGBOUNCER_HEALTH_USER", ""),
         "password": env.get("PGBOUNCER_HEALTH_PASSWORD", ""),
         "dbname": env.get("PGBOUNCER_HEALTH_DB", CONSOLE_DB),
         "role_dbname": env.get("PGBOUNCER_HEALTH_ROLE_DB", "postgres"),
         "replica_max_lag": int(env.get("PGBOUNCER_HEALTH_REPLICA_MAX_LAG", "0")),
         "timeout": float(env.get("PGBOUNCER_HEALTH_TIMEOUT", "2")),
+        "cache": int(env.get("PGBOUNCER_HEALTH_CACHE_MS", "300")) / 1000,
+        "max_clients": max(1, int(env.get("PGBOUNCER_HEALTH_MAX_CLIENTS", "8"))),
+        "socket_timeout": float(env.get("PGBOUNCER_HEALTH_SOCKET_TIMEOUT", "5")),
     }
 
 
@@ -98,10 +110,8 @@ def role_verdict(kind, row, settings):
 
 
 def response(ok, why=""):
-    """(HTTP status, body) for a probe result."""
-    if ok:
-        return 200, "OK\n"
-    return 503, "FAIL: %s\n" % why
+    """(HTTP status, body) for a probe result. Never the reason: it goes to the journal."""
+    return (200, "OK\n") if ok else (503, "FAIL\n")
 
 
 async def _probe(settings, psycopg, kind):
@@ -131,6 +141,11 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "pgbouncer-health"
     protocol_version = "HTTP/1.0"
 
+    def setup(self):
+        # A client that connects and sends nothing holds a slot for this long at most.
+        self.timeout = self.server.socket_timeout
+        super().setup()
+
     def _answer(self, with_body):
         kind = PATHS.get(self.path.split("?", 1)[0])
         if kind is None:
@@ -159,23 +174,58 @@ class Handler(BaseHTTPRequestHandler):
         pass  # every check would be a line; changes of the result are logged instead
 
 
-class HealthServer(ThreadingHTTPServer):
-    """Threaded HTTP server with a check() that logs when the result changes."""
-
-    daemon_threads = True
+class HealthServer(HTTPServer):
+    """HTTP server with at most max_clients handler threads, and a check(kind) that probes at
+    most once per `cache` seconds for each kind (one probe at a time) and logs when a result
+    changes."""
 
     def __init__(self, settings, check_once):
         super().__init__((settings["listen_addr"], settings["listen_port"]), Handler)
         self._check_once = check_once
-        self._lock = threading.Lock()
+        self.socket_timeout = settings["socket_timeout"]
+        self._cache = settings["cache"]
+        self._slots = threading.BoundedSemaphore(settings["max_clients"])
+        self._probe_lock = threading.Lock()
+        self._results = {}  # kind -> (when, (ok, why))
         self._last = {}
 
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.settimeout(0)  # never wait on this client in the accepting thread
+                request.send(BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        threading.Thread(target=self._serve, args=(request, client_address), daemon=True).start()
+
+    def _serve(self, request, client_address):
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 (one client's trouble must not stop the agent)
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request, client_address):
+        print("request from %s failed: %s" % (client_address[0], sys.exc_info()[1]), file=sys.stderr, flush=True)
+
     def check(self, kind="health"):
-        ok, why = self._check_once(kind)
-        with self._lock:
-            if ok != self._last.get(kind):
-                print("%s: %s" % (kind, "yes" if ok else "no: %s" % why), file=sys.stderr, flush=True)
-                self._last[kind] = ok
+        with self._probe_lock:  # requests during a probe wait for its result
+            at, result = self._results.get(kind, (None, None))
+            if at is None or time.monotonic() - at >= self._cache:
+                result = self._check_once(kind)
+                self._results[kind] = (time.monotonic(), result)
+            ok, why = result
+            if (ok, why) != self._last.get(kind):
+                if kind == "health":
+                    line = "healthy" if ok else "unhealthy: %s" % why
+                else:
+                    line = "%s: %s" % (kind, "yes" if ok else "no: %s" % why)
+                print(line, file=sys.stderr, flush=True)
+                self._last[kind] = (ok, why)
         return ok, why
 
 
@@ -183,6 +233,8 @@ def main():
     import psycopg  # python3-psycopg on the node; imported here so the tests need no psycopg
 
     settings = settings_from_env(os.environ)
+    if not settings["user"]:
+        sys.exit("PGBOUNCER_HEALTH_USER is not set: name a PgBouncer stats user (the pgbouncer_health role writes it)")
     server = HealthServer(settings, lambda kind: probe(settings, psycopg, kind))
     print("listening on %s:%s, checking %s:%s database %s as %s" % (
         settings["listen_addr"], settings["listen_port"], settings["host"], settings["port"],

@@ -1,0 +1,54 @@
+"""Boolean variables given as strings on the command line (`-e name=true`), as ansible-core
+2.19 reads them: site.yml with every boolean of the roles at its default, in string form,
+runs through and changes nothing; auth_query turned on with a string turns it on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import NODES, ansible_playbook, recap, ssh
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE = "pg-srv3"
+
+
+def string_defaults():
+    """name=true|false for every boolean role variable whose default is a plain boolean."""
+    pairs = []
+    for spec in sorted(ROOT.glob("roles/*/meta/argument_specs.yml")):
+        defaults = yaml.safe_load((spec.parent.parent / "defaults" / "main.yml").read_text()) or {}
+        for entry in yaml.safe_load(spec.read_text())["argument_specs"].values():
+            for name, option in entry.get("options", {}).items():
+                if option.get("type") == "bool" and isinstance(defaults.get(name), bool):
+                    pairs.append("%s=%s" % (name, str(defaults[name]).lower()))
+    return pairs
+
+
+def test_every_boolean_at_its_default_as_a_string_changes_nothing():
+    pairs = string_defaults()
+    assert "pgbouncer_auth_query_enabled=false" in pairs
+    args = [arg for pair in pairs for arg in ("-e", pair)]
+    result = ansible_playbook("playbooks/site.yml", "--limit", NODE, *args)
+    output = result.stdout + result.stderr
+    assert "Conditional result" not in output, output[-3000:]
+    assert result.returncode == 0, output[-3000:]
+    assert recap(result.stdout)[NODE]["changed"] == 0, recap(result.stdout)
+
+
+@pytest.fixture
+def restore_node():
+    yield
+    result = ansible_playbook("playbooks/site.yml", "--limit", NODE)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_auth_query_enabled_as_a_string_turns_it_on(restore_node):
+    # The case of issue 14: "Conditional result (True) was derived from value of type 'str'".
+    result = ansible_playbook("playbooks/site.yml", "--limit", NODE, "-e", "pgbouncer_auth_query_enabled=true")
+    output = result.stdout + result.stderr
+    assert "Conditional result" not in output, output[-3000:]
+    assert result.returncode == 0, output[-3000:]
+    assert "auth_user = pgbouncer_auth" in ssh(NODES[NODE], "cat /etc/pgbouncer/pgbouncer.ini").stdout
