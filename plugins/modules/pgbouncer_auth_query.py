@@ -16,13 +16,13 @@ description:
     from PUBLIC and granted to O(auth_user) only. Superusers are never returned, so nobody logs in as a
     superuser through the pooler.
   - Reports changed only when a database lacked the function, had a different definition, or had other grants.
-  - The schema and the function must belong to O(login_user), the role that creates them, and no other role may
+  - "The schema and the function must belong to O(login_user), the role that creates them, and no other role may
     create objects in the schema or execute the function. A schema or function another role owns is refused with
-    a message, never taken over: its owner could swap in a lookup that hands out any secret.
-  - On a hot standby (a replica) the module never runs DDL, which would fail there: it waits, at most
+    a message, never taken over: its owner could swap in a lookup that hands out any secret."
+  - "On a hot standby (a replica) the module never runs DDL, which would fail there: it waits, at most
     O(standby_timeout) seconds, until the function the primary created has arrived by replication, and fails if it
     has not. Run it on every node of a cluster at once (as the pgbouncer role does): the primary creates the
-    function while the standbys wait for it.
+    function while the standbys wait for it."
 version_added: 0.1.0
 author: pgbouncer.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -65,8 +65,8 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reports the databases that would change and the SQL that would run there; on a standby, the
-      databases that still wait for the primary's function (nothing runs there either way).
+    description: "Reports the databases that would change and the SQL that would run there; on a standby, the
+      databases that still wait for the primary's function (nothing runs there either way)."
   diff_mode:
     support: none
     description: No diff; C(changed) says whether the function was created or replaced.
