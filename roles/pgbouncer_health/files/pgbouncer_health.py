@@ -220,11 +220,9 @@ class HealthServer(HTTPServer):
                 self._results[kind] = (time.monotonic(), result)
             ok, why = result
             if (ok, why) != self._last.get(kind):
-                if kind == "health":
-                    line = "healthy" if ok else "unhealthy: %s" % why
-                else:
-                    line = "%s: %s" % (kind, "yes" if ok else "no: %s" % why)
-                print(line, file=sys.stderr, flush=True)
+                # /health keeps the wording of the agent's journal before role checks existed.
+                health_line = "healthy" if ok else "unhealthy: %s" % why
+                print(health_line if kind == "health" else "%s: %s" % (kind, "yes" if ok else "no: %s" % why), file=sys.stderr, flush=True)
                 self._last[kind] = (ok, why)
         return ok, why
 
