@@ -39,15 +39,16 @@ def test_every_boolean_at_its_default_as_a_string_changes_nothing():
 
 
 @pytest.fixture
-def restore_node():
+def restore_cluster():
     yield
-    result = ansible_playbook("playbooks/site.yml", "--limit", NODE)
+    result = ansible_playbook("playbooks/site.yml", "--limit", "pgbouncer")
     assert result.returncode == 0, result.stdout[-4000:]
 
 
-def test_auth_query_enabled_as_a_string_turns_it_on(restore_node):
+def test_auth_query_enabled_as_a_string_turns_it_on(restore_cluster):
     # The case of issue 14: "Conditional result (True) was derived from value of type 'str'".
-    result = ansible_playbook("playbooks/site.yml", "--limit", NODE, "-e", "pgbouncer_auth_query_enabled=true")
+    # Every node: the primary creates the lookup function, the replicas wait for it.
+    result = ansible_playbook("playbooks/site.yml", "--limit", "pgbouncer", "-e", "pgbouncer_auth_query_enabled=true")
     output = result.stdout + result.stderr
     assert "Conditional result" not in output, output[-3000:]
     assert result.returncode == 0, output[-3000:]

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import APP_DB, APP_PASSWORD, APP_USER, NODES, ansible_playbook, app_python, psql, ssh
+from conftest import APP_DB, APP_PASSWORD, APP_USER, NODES, ansible_playbook, app_python, cluster_roles, psql, ssh
 
 NODE = "pg-srv3"
 IP = NODES[NODE]
@@ -45,10 +45,12 @@ def quote_role():
     # entry's password. (With SCRAM, PgBouncer 1.18 would reuse the client's SCRAM keys for the
     # forced user, and the entry's password would not be what logs in.) appdb's CONNECT is
     # PUBLIC's: the role needs no grant, so nothing keeps it from being dropped.
-    psql(IP, "SET password_encryption = 'md5'; DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD '%s'" % (ROLE, ROLE, literal))
+    # On the primary: the role reaches pg-srv3 by replication, whatever its role.
+    primary = NODES[cluster_roles()["primary"]]
+    psql(primary, "SET password_encryption = 'md5'; DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD '%s'" % (ROLE, ROLE, literal))
     yield
     converge()
-    psql(IP, "DROP ROLE IF EXISTS %s" % ROLE)
+    psql(primary, "DROP ROLE IF EXISTS %s" % ROLE)
 
 
 def test_a_password_that_needs_quoting_logs_in_through_the_pooler(quote_role):
