@@ -17,6 +17,7 @@ class FilterModule:
     def filters(self):
         return {
             "pgbouncer_ini_value": _ini.format_value,
+            "pgbouncer_listen_addresses": _ini.listen_addresses,
             "pgbouncer_database_line": _ini.database_line,
             "pgbouncer_user_line": _ini.user_line,
             "pgbouncer_peer_line": _ini.peer_line,

@@ -83,6 +83,23 @@ MAX_USER_NAME = 127
 RESERVED_DATABASE = "pgbouncer"
 
 
+# listen_addr entries that already take connections on 127.0.0.1. A wildcard must not get
+# 127.0.0.1 added: binding 127.0.0.1 next to 0.0.0.0 (or a dual-stack ::) on the same port
+# fails with "Address already in use", and PgBouncer would not start.
+LOCALHOST_COVERED = frozenset(("*", "0.0.0.0", "::", "127.0.0.1", "localhost"))
+
+
+def listen_addresses(listen_addr, localhost=True):
+    """listen_addr with 127.0.0.1 appended when `localhost` is true and no entry already
+    takes connections there ("*", 0.0.0.0, ::, 127.0.0.1, localhost). Entries are kept as
+    given, in their order, so the first stays the node's address (the check and the health
+    agent connect to the first)."""
+    entries = [entry.strip() for entry in str(listen_addr).split(",") if entry.strip()]
+    if localhost and not any(entry.lower() in LOCALHOST_COVERED for entry in entries):
+        entries.append("127.0.0.1")
+    return ",".join(entries)
+
+
 def has_forbidden_char(text):
     """True when `text` holds a CR, LF or NUL, which no pgbouncer.ini value can carry."""
     return any(ch in str(text) for ch in FORBIDDEN_CHARS)

@@ -429,12 +429,29 @@ def scope_of(rules, extra_ports=()):
     return sorted(scope)
 
 
-def plan(present, absent, tuples, tag, exclusive=False, scope=()):
+def comment_scope(rules, tag, keep=("ssh",)):
+    """Exclusive scope by comment: the (direction, full comment) of each managed Rule whose
+    comment names something after the tag (e.g. "pgbouncer.cluster: pgbouncer"). A tagged rule
+    with that comment on another port is stale: the port it served moved (issue 15, item 6).
+    The bare tag and the comments in `keep` (the SSH rule's) never count, so that a changed
+    sshd port never removes the rule that lets the controller in."""
+    kept = {tag} | {full_comment(tag, comment) for comment in keep}
+    return sorted({(rule.direction, rule.comment) for rule in rules if rule.comment not in kept})
+
+
+def _named(item, comments):
+    """Whether a file tuple carries one of `comments` (see comment_scope), same direction;
+    a routed rule never does."""
+    return not item.route and (item.direction.partition("_")[0], item.comment) in comments
+
+
+def plan(present, absent, tuples, tag, exclusive=False, scope=(), comments=()):
     """Commands that bring `tuples` (the current state) to the wanted rules.
 
     present: [Rule] to have, in order; absent: [Rule] to remove. With `exclusive`, every tuple
-    tagged with `tag` whose ports touch `scope` (see scope_of) and that is not in
-    `present` is removed as well. Returns (commands, added, removed): commands is a list of
+    tagged with `tag` whose ports touch `scope` (see scope_of), or whose comment and direction
+    are in `comments` (see comment_scope) whatever its port, and that is not in `present` is
+    removed as well. Returns (commands, added, removed): commands is a list of
     (argv, reason) with additions first (so that a replaced rule never leaves a gap), then
     deletions; added lists the Rules added (or whose comment is updated), removed the Tuples
     the deletions remove.
@@ -463,7 +480,7 @@ def plan(present, absent, tuples, tag, exclusive=False, scope=()):
             continue
         if (ident, item.action, item.family) in unwanted:
             reasons.append("absent")
-        elif exclusive and is_tagged(item.comment, tag) and _in_scope(item, scope):
+        elif exclusive and is_tagged(item.comment, tag) and (_in_scope(item, scope) or _named(item, comments)):
             reasons.append("exclusive")
         else:
             continue

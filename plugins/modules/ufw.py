@@ -86,6 +86,11 @@ options:
       - Remove every rule carrying O(tag) whose destination ports touch a port of a rule in
         O(rules) (same direction) or in O(exclusive_ports) (incoming), unless it is one of the
         present O(rules). A rule for all ports touches every port; routed rules are left alone.
+      - Also remove, whatever its port, every rule whose comment is that of a rule in O(rules)
+        (O(tag), a colon, then O(rules[].comment); same direction) unless it is one of the present
+        O(rules), so that a rule left on a port that moved (comment V(pgbouncer) on 6433 after the
+        port went back to 6432) is closed. Not for the SSH rule's comment V(ssh) nor for a rule
+        with no O(rules[].comment).
       - Untagged rules on those ports are kept and reported in a warning.
     type: bool
     default: false
@@ -259,7 +264,8 @@ class Ufw:
 
 
 def wanted_rules(module, ipv6, policy=None):
-    """(present, absent, scope, warnings) from the parameters; fails listing every problem."""
+    """(present, absent, (scope, comments), warnings) from the parameters; fails listing every
+    problem. scope and comments as _ufw.plan takes them."""
     params = module.params
     tag = params["tag"]
     problems = []
@@ -315,7 +321,8 @@ def wanted_rules(module, ipv6, policy=None):
     problems.extend(_ufw.conflicts(present, absent))
     if problems:
         module.fail_json(msg="invalid ufw parameters, nothing changed: %s" % " | ".join(problems), problems=problems)
-    return present, absent, _ufw.scope_of(given, extra), warnings
+    comments = _ufw.comment_scope(given, tag)
+    return present, absent, (_ufw.scope_of(given, extra), comments), warnings
 
 
 def main():
@@ -345,11 +352,11 @@ def main():
     params = module.params
     ufw = Ufw(module)
     tuples, active, policy, ipv6 = ufw.state()
-    present, absent, scope, warnings = wanted_rules(module, ipv6, policy)
+    present, absent, (scope, comments), warnings = wanted_rules(module, ipv6, policy)
     for warning in warnings:
         module.warn(warning)
 
-    commands, added, removed = _ufw.plan(present, absent, tuples, params["tag"], params["exclusive"], scope)
+    commands, added, removed = _ufw.plan(present, absent, tuples, params["tag"], params["exclusive"], scope, comments)
     if params["exclusive"]:
         kept = [item for item in _ufw.unmanaged_on_ports(tuples, params["tag"], scope) if item not in removed]
         if kept:
@@ -378,7 +385,7 @@ def main():
             done.append(_ufw.command_text(argv))
         after, after_active, after_policy = ufw.state()[:3]
         # Idempotence check: what ufw wrote must be what was asked for.
-        left = _ufw.plan(present, absent, after, params["tag"], params["exclusive"], scope)[0]
+        left = _ufw.plan(present, absent, after, params["tag"], params["exclusive"], scope, comments)[0]
         if left or (params["enabled"] is not None and after_active != params["enabled"]) or (wanted_policy and after_policy != wanted_policy):
             module.fail_json(
                 msg="ufw did not reach the wanted state; still to do: %s"

@@ -189,6 +189,21 @@ def test_check_mode_reports_and_changes_nothing():
     assert probe(OUTSIDER, "%s:6432" % IP) == {"%s:6432" % IP: "timeout"}
 
 
+def test_a_port_moved_and_back_leaves_no_rule_on_the_other_port(restore_node):
+    """Issue 15, item 6: pgbouncer_listen_port 6433 on pg-srv2, then the defaults again. The
+    first run opens 6433 and closes 6432 (same comment, another port), the second the
+    reverse: no rule for 6433 is left. Cost: two site.yml runs on one node, about 40-60 s,
+    plus restore_node's run that changes nothing."""
+    converge("-e", "pgbouncer_listen_port=6433")
+    assert allowed_sources(IP, 6433) == sorted([APP, *HAPROXY])
+    assert allowed_sources(IP, 6432) == []
+
+    converge()
+    assert allowed_sources(IP, 6433) == []
+    assert [item for item in node_state(IP) if item.dport == "6433"] == []
+    assert allowed_sources(IP, 6432) == sorted([APP, *HAPROXY])
+
+
 def test_taking_the_app_host_out_closes_6432_to_it(restore_node):
     """pgbouncer_allowed_sources without the app node (and with the outsider instead): the
     next run closes 6432 on pg-srv2 to the app node and opens it to the outsider; the

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ADMIN_PASSWORD, ADMIN_USER, APP_DB, APP_PASSWORD, APP_USER, NODES, ROOT, app_python, psql
+from conftest import ADMIN_PASSWORD, ADMIN_USER, APP_DB, APP_PASSWORD, APP_USER, NODES, ROOT, app_python, psql, ssh
 
 # Version-dependent: Debian's pgbouncer package (its shipped config and unit) differs between releases.
 pytestmark = pytest.mark.version_dependent
@@ -34,11 +34,25 @@ def test_config_points_at_this_node(hosts, name):
     text = ini.content_string
     databases = text.split("[databases]", 1)[1].split("[pgbouncer]", 1)[0]
     assert "* = host=%s port=5432" % ip in databases
-    assert "listen_addr = %s\n" % ip in text
+    assert "listen_addr = %s,127.0.0.1\n" % ip in text
     assert "listen_port = 6432\n" in text
-    # Listening on the node's address only, never on every address.
+    # Listening on the node's address and on 127.0.0.1 (pgbouncer_listen_localhost), never on every address.
     assert hosts[name].socket("tcp://%s:6432" % ip).is_listening
+    assert hosts[name].socket("tcp://127.0.0.1:6432").is_listening
     assert not hosts[name].socket("tcp://0.0.0.0:6432").is_listening
+
+
+@pytest.mark.parametrize("name", sorted(NODES))
+def test_local_checks_of_the_setup_guides_work(name):
+    """Issue 15: `psql -h localhost -p 6432` and the console's SHOW POOLS on 127.0.0.1, run on
+    the node itself, work with the defaults. About 1 s per node."""
+    ip = NODES[name]
+    app = ssh(ip, "PGPASSWORD=%s PGCONNECT_TIMEOUT=3 psql -h localhost -p 6432 -U %s %s -tAc 'select 1'"
+              % (APP_PASSWORD, APP_USER, APP_DB))
+    assert app.stdout.strip() == "1"
+    pools = ssh(ip, "PGPASSWORD=%s PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -p 6432 -U %s pgbouncer -c 'SHOW POOLS'"
+                % (ADMIN_PASSWORD, ADMIN_USER))
+    assert "cl_active" in pools.stdout
 
 
 @pytest.mark.parametrize("name", sorted(NODES))

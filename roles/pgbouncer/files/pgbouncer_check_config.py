@@ -84,6 +84,16 @@ def rewrite(text, settings):
     return "\n".join(out) + "\n"
 
 
+def privileges(entry):
+    """Popen's user, group and extra_groups to run as `entry` (a pwd entry), when root; {}
+    otherwise. The supplementary groups are the user's own, as initgroups(3) sets them for the
+    service: a TLS key readable through a group (ssl-cert) must be readable here too, or a
+    config PgBouncer loads is refused."""
+    if os.geteuid() != 0:
+        return {}
+    return dict(user=entry.pw_uid, group=entry.pw_gid, extra_groups=os.getgrouplist(entry.pw_name, entry.pw_gid))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--user", default="postgres", help="OS user PgBouncer runs as")
@@ -102,8 +112,8 @@ def main():
         with open(candidate, "w", encoding="utf-8") as handle:
             handle.write(rewrite(text, overrides(directory, free_port())))
         os.chown(candidate, entry.pw_uid, entry.pw_gid)
-        drop = dict(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[]) if os.geteuid() == 0 else {}
-        proc = subprocess.Popen([args.pgbouncer, candidate], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **drop)
+        proc = subprocess.Popen([args.pgbouncer, candidate], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                **privileges(entry))
         lines, up, ended = [], threading.Event(), threading.Event()
         reader = threading.Thread(target=read_log, args=(proc.stdout, lines, up, ended), daemon=True)
         reader.start()
