@@ -166,6 +166,14 @@ command:
   returned: always
   type: str
   sample: PAUSE "appdb"
+state_known:
+  description:
+    - V(false) in check mode when the database's paused or disabled state could not be read (an idle
+      auto-database, which only C(WAIT_CLOSE) would list again); C(changed) then says the command would be sent,
+      and a warning says the real run may find nothing to do.
+  returned: in check mode, for PAUSE, RESUME, DISABLE and ENABLE of such a database
+  type: bool
+  sample: false
 executed:
   description: Whether the command was sent to PgBouncer (false in check mode and when nothing was to do).
   returned: always
@@ -401,6 +409,8 @@ class AdminCommand:
         Check mode sends no command but SHOW, so there only the server could tell.
         """
         if self.module.check_mode:
+            if self.verb in ("PAUSE", "RESUME", "DISABLE", "ENABLE"):
+                self.result["state_known"] = False
             return None
         if self.verb not in ("PAUSE", "RESUME", "DISABLE", "ENABLE") or version < _admin.COMMANDS["WAIT_CLOSE"][1]:
             return None
@@ -560,6 +570,10 @@ def main():
             module.exit_json(msg="nothing to do: %s is already in effect" % text, **command.result)
         if module.check_mode:
             command.check_admin_rights()
+            if command.result.get("state_known") is False:
+                module.warn("check mode cannot read whether %s is paused or disabled: it is an idle auto-database that only "
+                            "WAIT_CLOSE would list again, and check mode sends nothing but SHOW; the real run reads it "
+                            "and may find nothing to do" % module.params["db"])
             command.result["changed"] = verb not in _admin.READ_ONLY
             module.exit_json(msg="check mode: would run %s" % text, **command.result)
         command.result["changed"] = command.execute()

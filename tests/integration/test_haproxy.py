@@ -153,7 +153,13 @@ def test_a_stopped_pooler_is_marked_down_within_seconds_and_clients_still_get_in
 
 
 def test_health_agent_says_why_when_pgbouncer_is_down_in_the_journal_only(pooler_stopped):
-    status, body = app_python(HTTP_GET, "http://%s:%d/health" % (NODES[pooler_stopped], HEALTH_PORT), ip=NODES["pg-srv1"], timeout=30)
+    # The agent serves a probe result for up to pgbouncer_health_cache_ms (300 ms): poll briefly.
+    deadline = time.monotonic() + 5
+    while True:
+        status, body = app_python(HTTP_GET, "http://%s:%d/health" % (NODES[pooler_stopped], HEALTH_PORT), ip=NODES["pg-srv1"], timeout=30)
+        if status != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert (status, body) == (503, "FAIL\n"), body  # libpq's message stays off the network
     journal = ssh(NODES[pooler_stopped], "journalctl -u pgbouncer-health --no-pager -n 50").stdout
     assert "unhealthy: PgBouncer at %s:6432" % NODES[pooler_stopped] in journal, journal[-2000:]

@@ -49,8 +49,9 @@ def quote_role():
     primary = NODES[cluster_roles()["primary"]]
     psql(primary, "SET password_encryption = 'md5'; DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD '%s'" % (ROLE, ROLE, literal))
     yield
-    converge()
+    # The role goes first, so that the converge also takes it out of the auth_file.
     psql(primary, "DROP ROLE IF EXISTS %s" % ROLE)
+    converge()
 
 
 def test_a_password_that_needs_quoting_logs_in_through_the_pooler(quote_role):
