@@ -152,3 +152,29 @@ def test_tls_clients_verify_the_vip_against_every_pooler(port):
     wanted = {NODES[roles["primary"]]} if port == RW_PORT else {NODES[name] for name in roles["replicas"]}
     reached = where(port, 4, sslmode="verify-full")
     assert set(reached) <= wanted, reached  # an error (a name mismatch) is not an address
+
+
+def rw_status(haproxy_ip):
+    """{server: status} of the read-write backend on one HAProxy."""
+    out = ssh(haproxy_ip, "echo 'show stat' | python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(5); "
+                          "s.connect('/run/haproxy/admin.sock'); s.sendall(sys.stdin.buffer.read()); "
+                          "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())\"").stdout
+    header, *rows = out.lstrip("# ").splitlines()
+    columns = header.split(",")
+    return {row["svname"]: row["status"] for row in (dict(zip(columns, line.split(","))) for line in rows if line)
+            if row["pxname"] == "pgbouncer" and row["svname"] in NODES}
+
+
+def test_a_switchover_with_the_firewall_on_moves_writes_to_the_new_primary():
+    """Last here: it moves the primary (the tests that follow ask cluster_roles())."""
+    roles = cluster_roles()
+    candidate = roles["replicas"][0]
+    ssh(NODES[roles["primary"]], "patronictl -c /etc/patroni/*-main.yml switchover --candidate %s --force" % candidate)
+    wait_until("%s primary" % candidate, lambda: (lambda now: now if now["primary"] == candidate and len(now["replicas"]) == 2 else None)(
+        cluster_roles()), within=60)
+    old = NODES[roles["primary"]]
+    wait_until("the old primary streams again", lambda: psql(
+        NODES[candidate], "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND client_addr = '%s'" % old) == [["1"]], within=60)
+    wanted = {name: "UP" if name == candidate else "DOWN" for name in NODES}
+    wait_until("every HAProxy's read-write backend on %s" % candidate, lambda: all(rw_status(ip) == wanted for ip in NODES.values()))
+    assert where(RW_PORT, 3) == [NODES[candidate]] * 3

@@ -59,3 +59,13 @@ def test_forced_user_reserve_and_max_user_connections():
 
 def test_unknown_servers_are_not_judged():
     assert _sizing.problems([pooler("p", "10.0.0.1", wildcard_host="db.example.com")], {"10.0.0.1": CAPACITY}) == []
+
+
+def test_an_alias_to_a_replica_counts_against_that_replicas_max_connections():
+    # Each pooler: its own node's 3 databases capped at 20 (60), and appdb_ro pointing at the
+    # replica 10.0.0.2, capped at 20 too. The replica gets 60 + 3 x 20 = 120 > 97; the primary
+    # 10.0.0.1 only its own 60.
+    alias = {"name": "appdb_ro", "host": "10.0.0.2", "dbname": "appdb"}
+    poolers = [pooler("pg-srv%d" % i, "10.0.0.%d" % i, max_db_connections=20, databases=[alias]) for i in (1, 2, 3)]
+    found = _sizing.problems(poolers, {"10.0.0.%d" % i: CAPACITY for i in (1, 2, 3)})
+    assert len(found) == 1 and "open 120 server connections to PostgreSQL 10.0.0.2" in found[0], found
