@@ -30,7 +30,8 @@ echo "building $image (debootstrap $suite, about a minute)" >&2
 debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$(mirror)" >&2
 # A node behaves like a fresh VM: root logs in with the lab key only; every container
 # gets its own machine-id at boot.
-mkdir -m 0700 "$rootfs/root/.ssh"  # debootstrap made /root
+mkdir -p "$rootfs/root/.ssh"
+chmod 0700 "$rootfs/root/.ssh"
 printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n' \
   > "$rootfs/etc/ssh/sshd_config.d/lab.conf"
 : > "$rootfs/etc/machine-id"
