@@ -119,3 +119,18 @@ def test_an_idle_client_is_dropped_after_the_socket_timeout_and_frees_its_slot(s
     assert idle.recv(1024) == b""  # the server closed it
     assert time.monotonic() - started < 3
     assert get(port) == (200, "OK\n")
+
+
+def test_a_client_that_hangs_up_after_the_status_line_is_not_logged(capfd):
+    """HAProxy's httpchk resets the connection once it has the status: one line per check would
+    flood the journal. Other errors are still logged."""
+    server = agent.HealthServer(dict(agent.settings_from_env({}), listen_addr="127.0.0.1", listen_port=0), lambda kind: (True, ""))
+    try:
+        for error in (ConnectionResetError(104, "Connection reset by peer"), ValueError("bad request line")):
+            try:
+                raise error
+            except Exception:  # noqa: BLE001 (handle_error reads sys.exc_info, as socketserver calls it)
+                server.handle_error(None, ("10.129.0.21", 40000))
+    finally:
+        server.server_close()
+    assert capfd.readouterr().err == "request from 10.129.0.21 failed: bad request line\n"

@@ -177,7 +177,12 @@ class HealthServer(HTTPServer):
             self._slots.release()
 
     def handle_error(self, request, client_address):
-        print("request from %s failed: %s" % (client_address[0], sys.exc_info()[1]), file=sys.stderr, flush=True)
+        error = sys.exc_info()[1]
+        # HAProxy's httpchk closes (or resets) the connection once it has read the status line:
+        # every check would log a line.
+        if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+            return
+        print("request from %s failed: %s" % (client_address[0], error), file=sys.stderr, flush=True)
 
     def check(self):
         with self._probe_lock:  # requests during a probe wait for its result
