@@ -11,8 +11,8 @@ from conftest import ADMIN_PASSWORD, ADMIN_USER, APP_DB, APP_PASSWORD, APP_USER,
 # Version-dependent: Debian's pgbouncer package (its shipped config and unit) differs between releases.
 pytestmark = pytest.mark.version_dependent
 
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-import _userlist  # noqa: E402  (pure module_utils, importable without the collection loader)
+sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _userlist  # noqa: E402
 
 DEFAULT_POOL_SIZE = 20  # roles/pgbouncer/defaults/main.yml
 CONFIG = "/etc/pgbouncer/pgbouncer.ini"
@@ -69,7 +69,9 @@ def test_userlist_matches_pg_shadow(hosts, name):
     userlist = hosts[name].file(USERLIST)
     assert (userlist.user, userlist.group, userlist.mode) == ("postgres", "postgres", 0o640)
     entries = _userlist.parse(userlist.content_string)
-    shadow = psql(NODES[name], "SELECT usename, passwd FROM pg_shadow WHERE passwd IS NOT NULL ORDER BY usename")
+    # Superusers and roles whose password has expired never go in (pgbouncer_userlist's default).
+    shadow = psql(NODES[name], "SELECT usename, passwd FROM pg_shadow WHERE passwd IS NOT NULL AND NOT usesuper "
+                               "AND (valuntil IS NULL OR valuntil > now()) ORDER BY usename")
     assert entries == sorted((user, secret) for user, secret in shadow)
     kinds = {user: _userlist.secret_kind(secret) for user, secret in entries}
     assert kinds["app_user"] == "scram-sha-256"
