@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The lab, one implementation for `make lab`, Molecule and `make bench`:
-#   lab.sh up | down | image | check [IP] | status | nodes | ssh IP CMD... | add NAME... | remove NAME...
+#   lab.sh up | down | image | network | check [IP] | status | nodes | ssh IP CMD... | add NAME... | remove NAME...
 # Nodes pg-srv1..N at 10.129.0.21.., the application host `app` at .31 and `outsider`
 # at .41 (a client that must NOT reach the poolers), all on podman network pgbouncer-lab.
 set -euo pipefail
@@ -155,7 +155,10 @@ remove() {
 
 down() {
   podman ps -aq --filter "label=pgbouncer-lab=$network" | xargs -r podman rm -f -t 2 >/dev/null
-  podman network exists "$network" && podman network rm "$network" >/dev/null
+  # An image build (lab/node-image.sh) may still use the network: then it stays, for the next up.
+  if podman network exists "$network" && ! podman network rm "$network" >/dev/null 2>&1; then
+    echo "network $network is still in use (an image build?); left in place"
+  fi
   rm -rf "$state/ssh"
   echo "lab down"
 }
@@ -167,6 +170,7 @@ status() {
 
 case "${1:-}" in
   up | down | status | nodes | image) "$1" ;;
+  network) ensure_network ;;
   check) check "${2:-10.129.0.21}" ;;
   ssh) check && shift && ssh_node "$@" ;;
   add | remove)
@@ -174,5 +178,5 @@ case "${1:-}" in
     shift
     "$cmd" "$@"
     ;;
-  *) echo "usage: $0 up|down|image|check|status|nodes|ssh IP CMD...|add NAME...|remove NAME..." >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|image|network|check|status|nodes|ssh IP CMD...|add NAME...|remove NAME..." >&2; exit 2 ;;
 esac

@@ -27,8 +27,10 @@ builder="pgbouncer-lab-image-build-$suite"
 podman rm -f "$builder" >/dev/null 2>&1 || true
 trap 'podman rm -f "$builder" >/dev/null 2>&1 || true' EXIT
 echo "building $image from $base (apt, about a minute)" >&2
-# .250: outside the addresses lab.sh gives nodes, so a build never collides with a node.
-podman run -d --name "$builder" --network "$network" --ip 10.129.0.250 "$base" sleep infinity >/dev/null
+# .250 (Debian 12), .251 (13): outside the addresses lab.sh gives nodes, and apart, so that
+# both suites can build at once.
+case "$suite" in bookworm) ip=10.129.0.250 ;; *) ip=10.129.0.251 ;; esac
+podman run -d --name "$builder" --network "$network" --ip "$ip" "$base" sleep infinity >/dev/null
 # No service starts during the build (policy-rc.d), and no PostgreSQL cluster is created:
 # prepare.yml creates the one each pg-srv node needs, and client nodes need none.
 podman exec -i "$builder" bash -euo pipefail >&2 <<SCRIPT
