@@ -138,8 +138,13 @@ def replica_poolers_stopped():
 def test_reads_go_to_the_primary_while_no_replica_pooler_is_up_and_back_after(replica_poolers_stopped):
     roles = cluster_roles()
     primary = NODES[roles["primary"]]
+
     # HAProxy marks both replica poolers down (fall 2), then sends reads to the primary's.
-    reached = wait_until("reads served by the primary", lambda: (lambda got: got if set(got) == {primary} else None)(where(RO_PORT, 4)))
+    def served_by_the_primary():
+        got = where(RO_PORT, 4)
+        return got if set(got) == {primary} else None
+
+    reached = wait_until("reads served by the primary", served_by_the_primary)
     assert reached == [primary] * 4
     for name in replica_poolers_stopped:
         ssh(NODES[name], "systemctl start pgbouncer")
@@ -171,14 +176,15 @@ def test_a_switchover_with_the_firewall_on_moves_writes_to_the_new_primary():
     roles = cluster_roles()
     candidate = roles["replicas"][0]
     ssh(NODES[roles["primary"]], "patronictl -c /etc/patroni/*-main.yml switchover --candidate %s --force" % candidate)
-    def roles_now():
-        """cluster_roles(), or None while a node's PostgreSQL restarts (the demoted primary does)."""
-        if any(ssh(ip, "pg_isready -q", check=False).returncode != 0 for ip in NODES.values()):
-            return None
-        return cluster_roles()
 
-    wait_until("%s primary" % candidate, lambda: (lambda now: now and now["primary"] == candidate and len(now["replicas"]) == 2)(roles_now()),
-               within=60)
+    def candidate_leads():
+        """The candidate is primary and two replicas answer (not while the demoted one restarts)."""
+        if any(ssh(ip, "pg_isready -q", check=False).returncode != 0 for ip in NODES.values()):
+            return False
+        now = cluster_roles()
+        return now["primary"] == candidate and len(now["replicas"]) == 2
+
+    wait_until("%s primary" % candidate, candidate_leads, within=60)
     old = NODES[roles["primary"]]
     wait_until("the old primary streams again", lambda: psql(
         NODES[candidate], "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND client_addr = '%s'" % old) == [["1"]], within=60)
