@@ -124,6 +124,30 @@ def transaction_in_the_way(ip, db, user=APP_USER, attempts=5, limit=300):
             client.wait(timeout=60)
 
 
+# On a HAProxy node: `show stat` from the runtime API socket, as a list of rows keyed by column.
+HAPROXY_STATS = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall(b"show stat\n")
+out = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    out += chunk
+header, *lines = out.decode().lstrip("# ").splitlines()
+print(json.dumps([dict(zip(header.split(","), line.split(","))) for line in lines if line]))
+"""
+
+
+def haproxy_stats(haproxy_ip, socket_path="/run/haproxy/admin.sock"):
+    """{(backend or frontend, server): show stat row} of one HAProxy."""
+    rows = app_python(HAPROXY_STATS, socket_path, ip=haproxy_ip, timeout=30)
+    return {(row["pxname"], row["svname"]): row for row in rows}
+
+
 def cluster_roles():
     """{"primary": name, "replicas": [names]}: what each node's PostgreSQL says of itself
     (Patroni decides the roles, and a switchover or failover moves them)."""

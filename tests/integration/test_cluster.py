@@ -28,6 +28,7 @@ from conftest import (
     VIP,
     app_python,
     cluster_roles,
+    haproxy_stats,
     parse_pgbench,
     psql,
     ssh,
@@ -162,13 +163,7 @@ def test_tls_clients_verify_the_vip_against_every_pooler(port):
 
 def rw_status(haproxy_ip):
     """{server: status} of the read-write backend on one HAProxy."""
-    out = ssh(haproxy_ip, "echo 'show stat' | python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(5); "
-                          "s.connect('/run/haproxy/admin.sock'); s.sendall(sys.stdin.buffer.read()); "
-                          "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())\"").stdout
-    header, *rows = out.lstrip("# ").splitlines()
-    columns = header.split(",")
-    return {row["svname"]: row["status"] for row in (dict(zip(columns, line.split(","))) for line in rows if line)
-            if row["pxname"] == "pgbouncer" and row["svname"] in NODES}
+    return {name: row["status"] for (backend, name), row in haproxy_stats(haproxy_ip).items() if backend == "pgbouncer" and name in NODES}
 
 
 def test_a_switchover_with_the_firewall_on_moves_writes_to_the_new_primary():

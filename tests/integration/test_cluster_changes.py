@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import NODES, RO_PORT, RW_PORT, VIP, ansible_playbook, app_python, cluster_roles, psql, ssh
+from conftest import NODES, RO_PORT, RW_PORT, VIP, ansible_playbook, app_python, cluster_roles, haproxy_stats, psql, ssh
 
 ROTATED_USER = "rotated_user"
 
@@ -64,25 +64,6 @@ def test_a_password_changed_on_the_primary_reaches_every_auth_file_in_one_run():
     assert all(outcome.startswith("error") for outcome in logins("first-pass-1").values())
 
 
-def show_stat(ip):
-    rows = app_python(r"""
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
-s.connect("/run/haproxy/admin.sock")
-s.sendall(b"show stat\n")
-out = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    out += chunk
-header, *lines = out.decode().lstrip("# ").splitlines()
-print(json.dumps([dict(zip(header.split(","), line.split(","))) for line in lines if line]))
-""", ip=ip, timeout=30)
-    return {(row["pxname"], row["svname"]): row for row in rows}
-
-
 @pytest.fixture
 def patroni_checks():
     """HAProxy checking Patroni's REST API; the agent's checks back afterwards."""
@@ -96,7 +77,7 @@ def test_haproxy_can_check_patronis_rest_api_instead(patroni_checks):
     roles = cluster_roles()
     deadline = time.monotonic() + 20
     while True:
-        stats = {ip: show_stat(ip) for ip in NODES.values()}
+        stats = {ip: haproxy_stats(ip) for ip in NODES.values()}
         wanted = {name: ("UP", "DOWN") if name == roles["primary"] else ("DOWN", "UP") for name in NODES}
         seen = {(ip, name): (stat[("pgbouncer", name)]["status"], stat[("pgbouncer_ro", name)]["status"])
                 for ip, stat in stats.items() for name in NODES}

@@ -14,7 +14,21 @@ import time
 
 import pytest
 
-from conftest import APP_DB, APP_PASSWORD, APP_USER, HEALTH_PORT, NODES, RO_PORT, RW_PORT, ansible_playbook, app_python, cluster_roles, recap, ssh
+from conftest import (
+    APP_DB,
+    APP_PASSWORD,
+    APP_USER,
+    HEALTH_PORT,
+    NODES,
+    RO_PORT,
+    RW_PORT,
+    ansible_playbook,
+    app_python,
+    cluster_roles,
+    haproxy_stats,
+    recap,
+    ssh,
+)
 
 BACKENDS = {RW_PORT: "pgbouncer", RO_PORT: "pgbouncer_ro"}
 SOCKET = "/run/haproxy/admin.sock"
@@ -41,22 +55,6 @@ for conn in conns:
 print(json.dumps(result))
 """
 
-# On a HAProxy node: one runtime API command, its answer as JSON.
-RUNTIME = r"""
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n")
-out = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    out += chunk
-print(json.dumps(out.decode()))
-"""
-
 # On a node: GET a URL with a bounded timeout; prints [status, body] or ["error", text].
 HTTP_GET = r"""
 import json, sys, urllib.error, urllib.request
@@ -76,14 +74,9 @@ def hold(count, host=NODES["pg-srv1"], port=RO_PORT):
 
 def server_status(haproxy_ip, server, backend="pgbouncer_ro"):
     """{status, weight, scur} of a backend's server on one HAProxy, from show stat."""
-    csv_text = app_python(RUNTIME, SOCKET, "show stat", ip=haproxy_ip, timeout=30)
-    header, *rows = csv_text.lstrip("# ").splitlines()
-    columns = header.split(",")
-    for line in rows:
-        row = dict(zip(columns, line.split(",")))
-        if row.get("pxname") == backend and row.get("svname") == server:
-            return {"status": row["status"], "weight": int(row["weight"] or 0), "scur": int(row["scur"] or 0)}
-    raise AssertionError("no server %s/%s in show stat of %s" % (backend, server, haproxy_ip))
+    row = haproxy_stats(haproxy_ip, SOCKET).get((backend, server))
+    assert row is not None, "no server %s/%s in show stat of %s" % (backend, server, haproxy_ip)
+    return {"status": row["status"], "weight": int(row["weight"] or 0), "scur": int(row["scur"] or 0)}
 
 
 def wait_status(server, wanted, within, backend="pgbouncer_ro"):
