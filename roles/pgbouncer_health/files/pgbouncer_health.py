@@ -206,8 +206,10 @@ class HealthServer(HTTPServer):
         except Exception:  # noqa: BLE001 (one client's trouble must not stop the agent)
             self.handle_error(request, client_address)
         finally:
-            self.shutdown_request(request)
+            # Free the slot before the client sees the close: a client that reconnects at once
+            # (HAProxy's next check) must not find it still taken.
             self._slots.release()
+            self.shutdown_request(request)
 
     def handle_error(self, request, client_address):
         error = sys.exc_info()[1]
