@@ -23,6 +23,7 @@ class FilterModule:
             "pgbouncer_peer_line": _ini.peer_line,
             "pgbouncer_ini_diff": _ini.masked_diff,
             "pgbouncer_restart_keys": _ini.restart_keys,
+            "pgbouncer_redirect_databases": _ini.redirect_databases,
             "pgbouncer_config_problems": _validate.problems,
             "pgbouncer_version_problems": _validate.version_problems,
             "pgbouncer_version": _version.version_text,

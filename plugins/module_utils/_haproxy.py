@@ -21,7 +21,11 @@ FMAINT, IMAINT, CMAINT, FDRAIN, IDRAIN, RMAINT, HMAINT = 0x01, 0x02, 0x04, 0x08,
 MAINT_BITS = FMAINT | IMAINT | CMAINT | RMAINT | HMAINT
 DRAIN_BITS = FDRAIN | IDRAIN
 STATES = ("ready", "drain", "maint")
-WAIT_FOR = ("up", "no_sessions")
+# srv_check_state bits of `show servers state` (CHK_ST_* in HAProxy's source): a check is
+# configured, and enabled (`disable health` clears it: the server keeps its last state).
+CHECK_CONFIGURED, CHECK_ENABLED = 0x02, 0x04
+HEALTH = ("enabled", "disabled")
+WAIT_FOR = ("up", "down", "no_sessions")
 MAX_WEIGHT = 256
 # HAProxy's own rule for proxy and server names (invalid_char() in its source): letters, digits
 # and - _ . : only. Names go into runtime API command lines, where ';' or a newline would chain
@@ -69,15 +73,25 @@ def admin_state(bits):
     return "ready"
 
 
+def health_state(check_bits):
+    """enabled, disabled (by `disable health`) or none (no check configured)."""
+    if not check_bits & CHECK_CONFIGURED:
+        return "none"
+    return "enabled" if check_bits & CHECK_ENABLED else "disabled"
+
+
 def server_status(state_row, stat_row):
     """One server's state from its `show servers state` and `show stat` rows."""
     bits = int(state_row["srv_admin_state"])
+    check_bits = int(state_row.get("srv_check_state") or 0)
     return {
         "weight": int(state_row["srv_uweight"]),
         "initial_weight": int(state_row["srv_iweight"]),
         "admin_state": admin_state(bits),
         "admin_state_bits": bits,
         "operational": OPERATIONAL.get(int(state_row["srv_op_state"]), "unknown"),
+        "health": health_state(check_bits),
+        "check_state_bits": check_bits,
         "status": stat_row.get("status", "") if stat_row else "",
         "check_status": stat_row.get("check_status", "") if stat_row else "",
         "sessions": int(stat_row.get("scur") or 0) if stat_row else 0,
@@ -107,10 +121,13 @@ def _state_reached(current, state):
     return not bits & (FMAINT | FDRAIN)
 
 
-def plan(backend, server, current, weight=None, state=None):
-    """Runtime API commands that bring the server to the wanted state/weight ([] = nothing to do)."""
+def plan(backend, server, current, weight=None, state=None, health=None):
+    """Runtime API commands that bring the server to the wanted state/weight/health check
+    ([] = nothing to do)."""
     target = "%s/%s" % (backend, server)
     commands = []
+    if health is not None and current.get("health") != health:
+        commands.append("%s health %s" % ("enable" if health == "enabled" else "disable", target))
     if state is not None and not _state_reached(current, state):
         commands.append("set server %s state %s" % (target, state))
     if weight is not None and current["weight"] != weight:
@@ -118,9 +135,11 @@ def plan(backend, server, current, weight=None, state=None):
     return commands
 
 
-def predict(current, weight=None, state=None):
+def predict(current, weight=None, state=None, health=None):
     """What check mode reports as `after`: the current status with the wanted values."""
     after = dict(current)
+    if health is not None:
+        after["health"] = health
     if weight is not None:
         after["weight"] = weight
     if state is not None:
@@ -131,9 +150,9 @@ def predict(current, weight=None, state=None):
 
 
 def wait_reached(status, wait_for):
-    """Whether the server is where wait_for wants it: operationally UP, or without sessions."""
-    if wait_for == "up":
-        return status["operational"] == "up"
+    """Whether the server is where wait_for wants it: operationally UP or DOWN, or without sessions."""
+    if wait_for in ("up", "down"):
+        return status["operational"] == wait_for
     if wait_for == "no_sessions":
         return status["sessions"] == 0
     return True
@@ -147,19 +166,22 @@ def name_problem(option, value):
     return None
 
 
-def check_request(weight=None, state=None, wait_for=None, backend=None, server=None):
-    """Problems with the module's options, as messages ([] = fine)."""
+def check_request(weight=None, state=None, wait_for=None, backend=None, server=None, health=None, current=None):
+    """Problems with the module's options, as messages ([] = fine); `current`, once read,
+    tells whether the server has a health check to enable or disable."""
     problems = [problem for problem in (name_problem("backend", backend), name_problem("server", server)) if problem]
     if weight is not None and not 0 <= weight <= MAX_WEIGHT:
         problems.append("weight must be between 0 and %d, not %d" % (MAX_WEIGHT, weight))
     if wait_for == "up" and state == "maint":
         problems.append("wait_for=up cannot be reached with state=maint: a server in maintenance is not checked")
+    if health is not None and current is not None and current.get("health") == "none":
+        problems.append("health=%s: the server has no health check in haproxy.cfg (add 'check')" % health)
     return problems
 
 
 def diff_view(status):
     """The part of a status that the module changes, for --diff."""
-    return "weight: %s\nadmin_state: %s\n" % (status["weight"], status["admin_state"])
+    return "weight: %s\nadmin_state: %s\nhealth: %s\n" % (status["weight"], status["admin_state"], status.get("health", "none"))
 
 
 # --- talking --------------------------------------------------------------------------

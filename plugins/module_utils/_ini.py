@@ -242,6 +242,32 @@ def _connstr_spans(text):
         spans.append((key, start, pos))
 
 
+def redirect_databases(text, from_host, to_host):
+    """The [databases] entries of pgbouncer.ini text whose host= is from_host, with to_host
+    instead, as a "[databases]" section to append to the file ("" when none is). PgBouncer
+    reads a section that comes again as more of it, and a name given twice takes the later
+    line, so appending this sends those databases, "*" included, to to_host at the next
+    RELOAD; removing it sends them back."""
+    lines, section = [], None
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if not line or line[0] in ";#":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip().lower()
+            continue
+        if section != "databases" or "=" not in line:
+            continue
+        name, _equals, connstr = line.partition("=")
+        connstr = connstr.strip()
+        spans = _connstr_spans(connstr) or []
+        host = [(start, end) for key, start, end in spans if key.lower() == "host"]
+        if host and connstr[host[-1][0]:host[-1][1]].strip("'") == from_host:
+            start, end = host[-1]
+            lines.append("%s = %s" % (name.strip(), connstr[:start] + quote_connstr(to_host) + connstr[end:]))
+    return "[databases]\n%s\n" % "\n".join(lines) if lines else ""
+
+
 def _mask_line(line):
     found = _SECRET.search(line)
     if not found:

@@ -12,7 +12,7 @@ description:
     Python standard library only.
   - Reads the server's state with C(show servers state) (weight, administrative state, operational state) and
     C(show stat) (current sessions, check status), then sends C(set server <backend>/<server> state ...) and
-    C(set server <backend>/<server> weight ...) only for what differs.
+    C(set server <backend>/<server> weight ...) and C(enable health) / C(disable health) only for what differs.
   - Optionally waits, up to O(timeout) seconds, until the server is operationally up (its health check passes) or
     has no sessions left, and fails with the last state read when it does not get there.
   - Changes made here live in the running HAProxy only; a reload or restart goes back to haproxy.cfg. For a drain
@@ -47,13 +47,21 @@ options:
         sessions but keeps checking it, V(maint) stops new sessions and its health checks.
     type: str
     choices: [ready, drain, maint]
+  health:
+    description:
+      - Turn the server's health check on or off (C(enable health) / C(disable health)). While it is
+        V(disabled) HAProxy keeps the server in the state it had, UP or DOWN, whatever the check would say.
+      - The switchover playbook disables the check of the old primary's pooler so that HAProxy does not mark it
+        down, and cut its sessions, while that pooler hands its clients over to the new primary.
+    type: str
+    choices: [enabled, disabled]
   wait_for:
     description:
       - After any change, wait until the server is operationally V(up) (its health check passes; not with
-        O(state=maint)) or has V(no_sessions) left (C(scur) of C(show stat) is 0).
+        O(state=maint)), V(down), or has V(no_sessions) left (C(scur) of C(show stat) is 0).
       - Not in check mode.
     type: str
-    choices: [up, no_sessions]
+    choices: [up, down, no_sessions]
   timeout:
     description: Seconds O(wait_for) waits at most.
     type: float
@@ -65,10 +73,10 @@ attributes:
       that changes HAProxy and does not wait.
   diff_mode:
     support: full
-    description: Shows the weight and administrative state before and after.
+    description: Shows the weight, administrative state and health check before and after.
 notes:
   - The task needs access to the socket, typically C(become) (the socket is mode 660, owner root, group haproxy).
-  - Without O(weight), O(state) and O(wait_for) the module only reads the server's state.
+  - Without O(weight), O(state), O(health) and O(wait_for) the module only reads the server's state.
 seealso:
   - name: HAProxy management guide
     description: The runtime API and its C(set server) and C(show stat) commands.
@@ -120,6 +128,12 @@ before:
     operational:
       description: up, down, starting or stopping (srv_op_state).
       type: str
+    health:
+      description: The health check, V(enabled), V(disabled) or V(none) (not configured), from srv_check_state.
+      type: str
+    check_state_bits:
+      description: srv_check_state of C(show servers state) (bit 0x02 configured, 0x04 enabled).
+      type: int
     status:
       description: Status column of C(show stat), such as C(UP), C(DOWN), C(DRAIN), C(MAINT), C(UP 1/2).
       type: str
@@ -138,6 +152,8 @@ before:
     admin_state: ready
     admin_state_bits: 0
     operational: up
+    health: enabled
+    check_state_bits: 6
     status: UP
     check_status: L7OK
     sessions: 3
@@ -202,6 +218,7 @@ def main():
             server=dict(type="str", required=True),
             weight=dict(type="int"),
             state=dict(type="str", choices=list(_haproxy.STATES)),
+            health=dict(type="str", choices=list(_haproxy.HEALTH)),
             wait_for=dict(type="str", choices=list(_haproxy.WAIT_FOR)),
             timeout=dict(type="float", default=30),
         ),
@@ -215,10 +232,13 @@ def main():
         module.fail_json(msg="; ".join(problems))
 
     before = read_status(module)
-    commands = _haproxy.plan(params["backend"], params["server"], before, params["weight"], params["state"])
+    problems = _haproxy.check_request(health=params["health"], current=before)
+    if problems:
+        module.fail_json(msg="; ".join(problems), before=before)
+    commands = _haproxy.plan(params["backend"], params["server"], before, params["weight"], params["state"], params["health"])
     waited = 0.0
     if module.check_mode:
-        after = _haproxy.predict(before, params["weight"], params["state"])
+        after = _haproxy.predict(before, params["weight"], params["state"], params["health"])
     else:
         for command in commands:
             try:

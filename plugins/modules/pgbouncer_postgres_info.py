@@ -12,8 +12,9 @@ description:
     configuration fits the server behind it
   - C(max_connections), C(superuser_reserved_connections) and (PostgreSQL 16+) C(reserved_connections);
     the databases clients can connect to; the login roles that have a password; the server version.
+  - Whether the server is in recovery and, on a primary, its streaming replicas with their replay lag.
   - The pgbouncer role uses it to check pool sizing across all poolers and that console users are in the
-    auth_file, before it changes anything.
+    auth_file, before it changes anything; the switchover playbook to check that the candidate streams.
 version_added: 0.1.0
 author: pgbouncer.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -97,6 +98,32 @@ expired_users:
   type: list
   elements: str
   sample: []
+in_recovery:
+  description: Whether the server is a standby (C(pg_is_in_recovery())).
+  returned: always
+  type: bool
+  sample: false
+replication:
+  description:
+    - On a primary, one entry per WAL sender to a standby (C(pg_stat_replication)), sorted by C(application_name);
+      empty on a standby. Patroni names each standby's connection after its member name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    application_name:
+      description: The standby's C(application_name).
+      type: str
+    client_addr:
+      description: The standby's address.
+      type: str
+    state:
+      description: C(streaming), C(catchup), C(startup), C(backup) or C(stopping).
+      type: str
+    replay_lag_bytes:
+      description: Bytes of WAL written on the primary that the standby has not replayed yet.
+      type: int
+  sample: [{application_name: pg-srv2, client_addr: 10.129.0.22, state: streaming, replay_lag_bytes: 0}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -109,6 +136,9 @@ SETTINGS = "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)"
 DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
 USERS = ("SELECT usename, usesuper, COALESCE(valuntil < now(), false) FROM pg_shadow WHERE passwd IS NOT NULL "
          "ORDER BY usename")
+REPLICATION = ("SELECT application_name, host(client_addr), state, "
+               "COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint "
+               "FROM pg_stat_replication WHERE NOT pg_is_in_recovery() ORDER BY application_name")
 NUMERIC = ("server_version_num", "max_connections", "superuser_reserved_connections", "reserved_connections")
 
 
@@ -121,14 +151,18 @@ def main():
         settings = {name: int(value) for name, value in conn.execute(SETTINGS, [list(NUMERIC)]).fetchall()}
         databases = [row[0] for row in conn.execute(DATABASES).fetchall()]
         user_rows = conn.execute(USERS).fetchall()
+        in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+        replication = [dict(application_name=row[0], client_addr=row[1], state=row[2], replay_lag_bytes=int(row[3]))
+                       for row in conn.execute(REPLICATION).fetchall()]
     except Exception as exc:  # psycopg.Error
-        module.fail_json(msg="cannot read settings, databases and pg_shadow (is login_user a superuser?): %s" % exc)
+        module.fail_json(msg="cannot read settings, databases, pg_shadow and pg_stat_replication (is login_user a superuser?): %s" % exc)
     finally:
         conn.close()
     result = {name: settings.get(name, 0) for name in NUMERIC}
     module.exit_json(changed=False, databases=databases, users_with_password=[row[0] for row in user_rows],
                      superusers=[row[0] for row in user_rows if row[1]],
-                     expired_users=[row[0] for row in user_rows if row[2]], **result)
+                     expired_users=[row[0] for row in user_rows if row[2]], in_recovery=in_recovery,
+                     replication=replication, **result)
 
 
 if __name__ == "__main__":

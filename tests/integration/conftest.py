@@ -193,7 +193,8 @@ def parse_pgbench(output):
     return {
         "processed": number(r"^number of transactions actually processed: (\d+)"),
         "failed": number(r"^number of failed transactions: (\d+)"),
-        "aborted": len(re.findall(r"client \d+ aborted", output)),
+        # PostgreSQL 15: "client 3 aborted in command 0"; 17: "client 3 script 0 aborted in command 0".
+        "aborted": len(re.findall(r"client \d+ (?:script \d+ )?aborted", output)),
         "progress": progress,
         # What pgbench said went wrong (aborts, connection errors), for assertion messages.
         "errors": re.findall(r"^pgbench: error: .*$|^.*(?:aborted|FATAL|ERROR).*$", output, re.MULTILINE),

@@ -1,7 +1,8 @@
 """The lab's Patroni cluster behind the collection: one primary and two streaming replicas,
 writes through VIP:5000 land on the primary, reads through VIP:5001 on the replicas (on
 the primary when no replica's pooler is up), the health agent and Patroni's REST API run
-side by side, and TLS clients verify the VIP against every pooler's certificate.
+side by side, and TLS clients verify the VIP against every pooler's certificate. Switchover
+and failover: test_switchover.py.
 
 Cost on the lab (Debian 12): about 80 s, most of it the 30 s write load and the waits for
 HAProxy to mark poolers down and up again. Every wait is bounded; traffic goes from the
@@ -28,7 +29,6 @@ from conftest import (
     VIP,
     app_python,
     cluster_roles,
-    haproxy_stats,
     parse_pgbench,
     psql,
     ssh,
@@ -159,30 +159,3 @@ def test_tls_clients_verify_the_vip_against_every_pooler(port):
     wanted = {NODES[roles["primary"]]} if port == RW_PORT else {NODES[name] for name in roles["replicas"]}
     reached = where(port, 4, sslmode="verify-full")
     assert set(reached) <= wanted, reached  # an error (a name mismatch) is not an address
-
-
-def rw_status(haproxy_ip):
-    """{server: status} of the read-write backend on one HAProxy."""
-    return {name: row["status"] for (backend, name), row in haproxy_stats(haproxy_ip).items() if backend == "pgbouncer" and name in NODES}
-
-
-def test_a_switchover_with_the_firewall_on_moves_writes_to_the_new_primary():
-    """Last here: it moves the primary (the tests that follow ask cluster_roles())."""
-    roles = cluster_roles()
-    candidate = roles["replicas"][0]
-    ssh(NODES[roles["primary"]], "patronictl -c /etc/patroni/*-main.yml switchover --candidate %s --force" % candidate)
-
-    def candidate_leads():
-        """The candidate is primary and two replicas answer (not while the demoted one restarts)."""
-        if any(ssh(ip, "pg_isready -q", check=False).returncode != 0 for ip in NODES.values()):
-            return False
-        now = cluster_roles()
-        return now["primary"] == candidate and len(now["replicas"]) == 2
-
-    wait_until("%s primary" % candidate, candidate_leads, within=60)
-    old = NODES[roles["primary"]]
-    wait_until("the old primary streams again", lambda: psql(
-        NODES[candidate], "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND client_addr = '%s'" % old) == [["1"]], within=60)
-    wanted = {name: "UP" if name == candidate else "DOWN" for name in NODES}
-    wait_until("every HAProxy's read-write backend on %s" % candidate, lambda: all(rw_status(ip) == wanted for ip in NODES.values()))
-    assert where(RW_PORT, 3) == [NODES[candidate]] * 3

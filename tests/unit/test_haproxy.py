@@ -137,7 +137,7 @@ def test_refusal(answer, refused):
 
 
 def test_diff_view():
-    assert _haproxy.diff_view(DRAINING) == "weight: 100\nadmin_state: drain\n"
+    assert _haproxy.diff_view(DRAINING) == "weight: 100\nadmin_state: drain\nhealth: enabled\n"
 
 
 # --- talking --------------------------------------------------------------------------
@@ -194,3 +194,38 @@ def test_lab_recording_drain_and_maint():
         "maint", "down", 50, 100, "MAINT")
     assert _haproxy.plan("pgbouncer", "pg-srv3", maint, 100, "ready") == [
         "set server pgbouncer/pg-srv3 state ready", "set server pgbouncer/pg-srv3 weight 100"]
+
+
+# --- health checks (the switchover's handover) ----------------------------------------
+
+def health_disabled_states():
+    return _haproxy.parse_servers_state(fixture("lab_show_servers_state_3.0_health_disabled.txt"))
+
+
+def test_health_is_read_from_srv_check_state():
+    states = health_disabled_states()
+    assert [_haproxy.server_status(states[name], None)["health"] for name in ("pg-srv1", "pg-srv2")] == ["disabled", "enabled"]
+    assert READY["health"] == "enabled"
+    assert _haproxy.health_state(0) == "none"
+
+
+@pytest.mark.parametrize("health, commands", [
+    ("enabled", []),
+    ("disabled", ["disable health pgbouncer/pg-srv1"]),
+])
+def test_plan_turns_the_health_check_off_and_on_only_when_it_differs(health, commands):
+    assert _haproxy.plan("pgbouncer", "pg-srv1", READY, health=health) == commands
+    disabled = _haproxy.predict(READY, health="disabled")
+    assert _haproxy.plan("pgbouncer", "pg-srv1", disabled, health="disabled") == []
+    assert _haproxy.plan("pgbouncer", "pg-srv1", disabled, health="enabled") == ["enable health pgbouncer/pg-srv1"]
+
+
+def test_health_on_a_server_without_a_check_is_refused():
+    unchecked = dict(READY, health="none")
+    assert any("no health check" in text for text in _haproxy.check_request(health="disabled", current=unchecked))
+    assert _haproxy.check_request(health="disabled", current=READY) == []
+
+
+def test_wait_for_down():
+    assert _haproxy.wait_reached(status("2.6", "pg-srv2"), "down") is True
+    assert _haproxy.wait_reached(READY, "down") is False

@@ -1,0 +1,273 @@
+"""The moment users fear: the primary moves while clients write through VIP:5000.
+
+- playbooks/switchover.yml across 20 pgbench clients (transaction pooling, connections kept,
+  one INSERT per transaction, --max-tries=1): no transaction fails, no client is cut, and the
+  new primary holds exactly the rows pgbench acknowledged. The longest stall is printed.
+- patronictl switchover alone under the same load: HAProxy cuts the sessions of the demoted
+  primary's pooler; the test counts what clients lose and checks nothing acknowledged is lost.
+- Failover (Patroni stopped on the primary) under a writer that reconnects: writes flow again
+  within FAILOVER_BOUND s, every acknowledged row is on the new primary, and once the old
+  primary is back as a replica 100 writes through 5000 all land on the new primary.
+
+Cost on the lab: about 150 s (load windows 30 + 20 + 40 s, Patroni's restarts and rejoins).
+Every wait is bounded; traffic goes from the app node and the controller to lab addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import (
+    APP,
+    APP_DB,
+    APP_USER,
+    NODES,
+    RW_PORT,
+    SSH_CONFIG,
+    VIP,
+    ansible_playbook,
+    app_python,
+    cluster_roles,
+    haproxy_stats,
+    parse_pgbench,
+    psql,
+    recap,
+    ssh,
+)
+
+# Version-dependent: Patroni 3.0 / etcd 3.4 / PgBouncer 1.18 on Debian 12, 4.0 / 3.5 / 1.24 on Debian 13.
+pytestmark = pytest.mark.version_dependent
+
+WRITERS = 20
+PATRONI = "patroni@*"  # Debian's patroni@VERSION-CLUSTER unit
+PATRONICTL = "patronictl -c /etc/patroni/*-main.yml"
+# From stopping Patroni on the primary to the first write on the new primary, at most: Patroni's
+# ttl (20 s, playbooks/lab/templates/patroni.yml.j2: how long a leader key outlives a leader that
+# could not release it; a clean stop releases it at once), HAProxy's rise (2 checks, 1 s apart),
+# the health agent's cache (0.3 s) and 2 s for the writer's reconnects and promotion.
+FAILOVER_BOUND = 20 + 2 + 0.3 + 2
+
+# On the app node: INSERT one row through host:port every `every` seconds for `seconds`
+# (or `count` rows), reconnecting after an error; prints
+# [[started, finished, ok, id or error, server address], ...].
+WRITER = r"""
+import json, sys, time, psycopg
+host, port, user, db, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+seconds, count, every = float(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8])
+samples, conn, end = [], None, time.time() + seconds
+while time.time() < end and (count == 0 or len(samples) < count):
+    started = time.time()
+    try:
+        if conn is None:
+            conn = psycopg.connect(host=host, port=port, user=user, dbname=db, connect_timeout=1,
+                                   autocommit=True, prepare_threshold=None)
+        row = conn.execute("INSERT INTO %s DEFAULT VALUES RETURNING id, host(inet_server_addr())" % table).fetchone()
+        samples.append([started, time.time(), True, row[0], row[1]])
+    except psycopg.Error as error:
+        samples.append([started, time.time(), False, str(error).strip().splitlines()[0][:200], ""])
+        if conn is not None:
+            conn.close()
+        conn = None
+    time.sleep(max(0.0, every - (time.time() - started)))
+print(json.dumps(samples))
+"""
+
+
+def new_table(primary_ip, prefix):
+    table = "%s_%d" % (prefix, int(time.time() * 1000))
+    psql(primary_ip, "CREATE TABLE %s (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())" % table, db=APP_DB)
+    psql(primary_ip, "GRANT INSERT, SELECT ON %s TO %s; GRANT USAGE ON SEQUENCE %s_id_seq TO %s" % (table, APP_USER, table, APP_USER), db=APP_DB)
+    return table
+
+
+def rows(ip, table):
+    return int(psql(ip, "SELECT count(*) FROM %s" % table, db=APP_DB)[0][0])
+
+
+def start_pgbench(table, seconds):
+    """pgbench on the app node: WRITERS clients writing through VIP:5000 for `seconds`; it stops
+    by itself (and `timeout` stops it 60 s later at the latest)."""
+    prefix = "/tmp/switchover-%s" % table
+    ssh(APP, "cat > %s.sql" % prefix, input="INSERT INTO %s DEFAULT VALUES;\n" % table)
+    command = ("cd /tmp && timeout %d pgbench -n -h %s -p %d -U %s -c %d -j 2 -T %d -f %s.sql --max-tries=1 "
+               "--failures-detailed -l --aggregate-interval=1 --log-prefix=%s %s"
+               % (seconds + 60, VIP, RW_PORT, APP_USER, WRITERS, seconds, prefix, prefix, APP_DB))
+    process = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, prefix
+
+
+def finish_pgbench(load, seconds):
+    """({processed, failed, aborted, errors, summary}, the longest transaction's latency in ms,
+    pgbench's exit code). The counts come from pgbench's summary. When clients are cut pgbench
+    17 may stop without one ("unexpected error status"); then processed counts the transactions
+    in its log, a lower bound (the interval in progress is lost)."""
+    process, prefix = load
+    output, _ = process.communicate(timeout=seconds + 120)
+    logs = ssh(APP, "cat %s.[0-9]*; rm -f %s.*" % (prefix, prefix), check=False).stdout
+    # --aggregate-interval lines: start, count, sum, sum of squares, min, max (microseconds), ...
+    intervals = [line.split() for line in logs.splitlines() if len(line.split()) > 5]
+    longest = max((int(fields[5]) for fields in intervals if fields[1] != "0"), default=0)
+    if "number of transactions actually processed" in output:
+        result = dict(parse_pgbench(output), summary=True)
+    else:
+        result = {"summary": False, "processed": sum(int(fields[1]) for fields in intervals), "failed": 0,
+                  "aborted": len(re.findall(r"client \d+ (?:script \d+ )?aborted", output)),
+                  "errors": re.findall(r"^pgbench: error: .*$", output, re.MULTILINE)}
+        assert result["aborted"] > 0 or process.returncode != 0, output[-3000:]
+    return result, longest / 1000.0, process.returncode
+
+
+def wait_until(what, predicate, within):
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "%s: not within %d s" % (what, within)
+        time.sleep(0.5)
+
+
+def rw_status(haproxy_ip):
+    """{server: (status, weight)} of the read-write backend on one HAProxy."""
+    return {name: (row["status"], row["weight"]) for (backend, name), row in haproxy_stats(haproxy_ip).items()
+            if backend == "pgbouncer" and name in NODES}
+
+
+def roles_once_all_answer(within=90):
+    """cluster_roles() once every node's PostgreSQL accepts connections (a demoted primary
+    restarts as a replica)."""
+    wait_until("every PostgreSQL answers", lambda: all(
+        ssh(ip, "pg_isready -q", check=False).returncode == 0 for ip in NODES.values()), within)
+    return cluster_roles()
+
+
+def settled(primary):
+    """The old primaries stream from `primary` and every HAProxy sends writes to its pooler only."""
+    def check():
+        streaming = psql(NODES[primary], "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+        wanted = {name: ("UP" if name == primary else "DOWN", "100") for name in NODES}
+        return streaming == [[str(len(NODES) - 1)]] and all(rw_status(ip) == wanted for ip in NODES.values())
+    wait_until("%s primary, two replicas streaming, HAProxy on it" % primary, check, within=90)
+
+
+def test_the_switchover_playbook_fails_no_transaction_under_write_load():
+    before = roles_once_all_answer()
+    table = new_table(NODES[before["primary"]], "switchover_playbook")
+    seconds = 30
+    load = start_pgbench(table, seconds)
+    time.sleep(6)  # pgbench has its 20 connections, through the old primary's pooler
+    started = time.monotonic()
+    run = ansible_playbook("playbooks/switchover.yml", "-e", "switchover_databases=%s" % APP_DB, timeout=600)
+    took = time.monotonic() - started
+    result, longest_ms, returncode = finish_pgbench(load, seconds)
+    after = cluster_roles()
+    written = rows(NODES[after["primary"]], table)
+    print("switchover.yml %s -> %s in %.0f s under %d writers: %d transactions, %d failed, %d clients cut, "
+          "%d rows on the new primary, longest transaction %.0f ms"
+          % (before["primary"], after["primary"], took, WRITERS, result["processed"], result["failed"], result["aborted"], written, longest_ms))
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert after["primary"] != before["primary"]
+    assert returncode == 0 and result["failed"] == 0 and result["aborted"] == 0, "\n".join(result["errors"][:20])
+    assert result["processed"] > 0 and written == result["processed"]
+    # Everything back to normal: no handover block left, HAProxy checks and weighs every pooler.
+    for ip in NODES.values():
+        assert "pgbouncer.cluster switchover" not in ssh(ip, "cat /etc/pgbouncer/pgbouncer*.ini").stdout
+    settled(after["primary"])
+    assert all(stats[(backend, name)]["check_status"] != "" for ip in NODES.values() for stats in [haproxy_stats(ip)]
+               for (backend, name) in stats if name in NODES)
+    assert recap(run.stdout)[before["primary"]]["failed"] == 0
+
+
+def test_check_mode_says_what_it_would_do_and_changes_nothing():
+    before = cluster_roles()
+    run = ansible_playbook("playbooks/switchover.yml", "-e", "switchover_databases=%s" % APP_DB, "--check")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert re.search(r"Would pause %s on .* switch over from %s to one of" % (APP_DB, before["primary"]), run.stdout), run.stdout[-3000:]
+    assert all(host["changed"] == 0 for host in recap(run.stdout).values())
+    assert cluster_roles() == before
+
+
+def test_an_unfit_candidate_is_refused_before_anything_changes():
+    before = cluster_roles()
+    run = ansible_playbook("playbooks/switchover.yml", "-e", "switchover_databases=%s" % APP_DB, "-e", "switchover_candidate=%s" % before["primary"])
+    assert run.returncode != 0
+    refused = r"candidate %s is not\s+fit to take over from %s: a candidate must be a replica" % (before["primary"], before["primary"])
+    assert re.search(refused, run.stdout), run.stdout[-3000:]
+    assert all(host["changed"] == 0 for host in recap(run.stdout).values())
+    assert cluster_roles() == before
+
+
+def test_a_switchover_without_the_playbook_cuts_the_old_primarys_clients():
+    """The comparison for the README: the same load across patronictl switchover alone."""
+    before = cluster_roles()
+    table = new_table(NODES[before["primary"]], "switchover_bare")
+    seconds = 20
+    load = start_pgbench(table, seconds)
+    time.sleep(6)
+    ssh(NODES[before["primary"]], "%s switchover --force" % PATRONICTL)
+    result, longest_ms, _returncode = finish_pgbench(load, seconds)
+    after = roles_once_all_answer()
+    settled(after["primary"])
+    written = rows(NODES[after["primary"]], table)
+    print("patronictl switchover %s -> %s under %d writers: %d clients cut (%s), %d transactions %s, %d failed, "
+          "%d rows on the new primary, longest transaction %.0f ms"
+          % (before["primary"], after["primary"], WRITERS, result["aborted"],
+             "pgbench ran to the end" if result["summary"] else "then pgbench gave up", result["processed"],
+             "acknowledged" if result["summary"] else "logged as acknowledged", result["failed"], written, longest_ms))
+    assert after["primary"] != before["primary"]
+    assert result["failed"] + result["aborted"] > 0, "a bare switchover is expected to cost clients their sessions"
+    # Nothing acknowledged is lost; a transaction whose commit was cut before its answer may be there too.
+    assert result["processed"] <= written
+    if result["summary"]:
+        assert written <= result["processed"] + WRITERS
+
+
+def test_failover_writes_flow_again_within_the_bound_and_nothing_acknowledged_is_lost():
+    before = cluster_roles()
+    old = before["primary"]
+    table = new_table(NODES[old], "failover")
+    writer = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, "timeout 100 python3 - %s %d %s %s %s 40 0 0.02"
+                               % (VIP, RW_PORT, APP_USER, APP_DB, table)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer.stdin.write(WRITER)
+    writer.stdin.close()
+    unit = ssh(NODES[old], "systemctl list-units --plain --no-legend '%s' | cut -d' ' -f1" % PATRONI).stdout.strip()
+    assert unit.startswith("patroni@"), unit
+    time.sleep(5)
+    stopped_at = time.time()
+    ssh(NODES[old], "systemctl stop %s" % unit)
+    try:
+        samples = json.loads(writer.stdout.read())
+        writer.wait(timeout=30)
+        new = cluster_roles_without(old)
+        new_ip = NODES[new]
+        first_on_new = min(finished for _started, finished, ok, _id, server in samples if ok and server == new_ip)
+        gap = first_on_new - stopped_at
+        acknowledged = [row_id for _started, _finished, ok, row_id, _server in samples if ok]
+        errors = sorted({error for _started, _finished, ok, error, _server in samples if not ok})
+        print("failover %s -> %s: first write on the new primary %.1f s after Patroni stopped (bound %.1f s); %d writes "
+              "acknowledged, %d failed attempts: %s" % (old, new, gap, FAILOVER_BOUND, len(acknowledged), len(samples) - len(acknowledged), errors[:5]))
+        assert gap < FAILOVER_BOUND
+        found = psql(new_ip, "SELECT count(*) FROM %s WHERE id = ANY('{%s}'::bigint[])" % (table, ",".join(map(str, acknowledged))), db=APP_DB)
+        assert int(found[0][0]) == len(acknowledged), "acknowledged writes missing on the new primary"
+    finally:
+        ssh(NODES[old], "systemctl start %s" % unit, check=False)
+    settled(new)
+    # The old primary is a replica again: 100 writes through 5000 all land on the new primary.
+    landed = app_python(WRITER, VIP, RW_PORT, APP_USER, APP_DB, table, 60, 100, 0, timeout=120)
+    assert [server for _started, _finished, ok, _id, server in landed] == [new_ip] * 100, landed[:5]
+
+
+def cluster_roles_without(old, within=FAILOVER_BOUND + 10):
+    """The node that became primary while `old` is down (cluster_roles() wants all three up)."""
+    def promoted():
+        for name, ip in NODES.items():
+            if name != old and ssh(ip, "runuser -u postgres -- psql -XAtqc 'SELECT pg_is_in_recovery()'", check=False).stdout.strip() == "f":
+                return name
+        return None
+    return wait_until("a replica promoted", promoted, within)
