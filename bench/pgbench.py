@@ -25,7 +25,8 @@ _MS = {
     "average connection time": "avg_connection_ms",
 }
 _TPS = re.compile(r"^tps = ([0-9.]+) \((.*)\)$")
-_CLIENT_ABORT = re.compile(r"^(?:pgbench: error: )?client (\d+) aborted")
+# PostgreSQL 15: "client 3 aborted in command 0"; 17: "client 3 script 0 aborted in command 0".
+_CLIENT_ABORT = re.compile(r"^(?:pgbench: error: )?client (\d+) (?:script \d+ )?aborted")
 
 
 def parse(output: str, returncode: int | None = None) -> dict:

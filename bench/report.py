@@ -242,12 +242,44 @@ def markdown(results: dict, summary: dict) -> str:
             out.append("| %d | %.1f | %d | %.1f | %d |" % (run["nodes"], run["cold_s"], run["cold_changed"], run["warm_s"], run["warm_changed"]))
         out.append("")
 
+    if results.get("switchover"):
+        out.extend(switchover_lines(results))
+
     out.append("## Ratios, pooled over direct")
     out.append("")
     for line in ratio_lines(summary):
         out.append("- " + line)
     out.append("")
     return "\n".join(out)
+
+
+def switchover_lines(results: dict) -> list[str]:
+    """The switchover phase as Markdown: the planned switchover with and without the playbook,
+    side by side, and the failover's write gap."""
+    runs = results.get("switchover", [])
+    machine = results.get("meta", {}).get("machine", {})
+    out = ["## Switchover and failover under writes through VIP:5000", ""]
+    out.append("PgBouncer %s, PostgreSQL %s; pgbench, one INSERT per transaction, connections kept, --max-tries=1." % (
+        machine.get("pgbouncer", "?"), machine.get("postgres", "?")))
+    out.append("")
+    out.append("| Switchover | Clients | Transactions acknowledged | Failed | Clients cut | Longest transaction | Rows on the new primary |")
+    out.append("|---|---|---|---|---|---|---|")
+    for run in runs:
+        if "gap_s" in run:
+            continue
+        acknowledged = "%d" % run["processed"] if run["summary"] else "%d logged (pgbench gave up)" % run["processed"]
+        out.append("| %s (%s -> %s) | %d | %s | %d | %d | %.0f ms | %d |" % (
+            run["run"], run["old_primary"], run["new_primary"], run["clients"], acknowledged, run["failed"], run["clients_cut"],
+            run["longest_ms"], run["rows"]))
+    out.append("")
+    for run in runs:
+        if "gap_s" in run:
+            out.append("Failover (Patroni stopped on %s, %s promoted), a writer reconnecting after each error, one INSERT every 20 ms: "
+                       "first write on the new primary %s s after the stop; %d writes acknowledged, %d of them on the new primary; "
+                       "%d failed attempts." % (run["old_primary"], run["new_primary"], _fmt(run["gap_s"]), run["acknowledged"],
+                                                run["acknowledged_found"], run["failed_attempts"]))
+            out.append("")
+    return out
 
 
 def ratio_lines(summary: dict) -> list[str]:

@@ -6,12 +6,16 @@ Phases (BENCH_PHASES, comma-separated, all by default):
   persistent  pgbench -S, direct and pooled
   fanin       BENCH_FANIN_CLIENTS clients held open through one node, direct and pooled
   ansible     cold converge and warm re-run of site.yml on fresh extra nodes, per lab size
+  switchover  writes through VIP:5000 (BENCH_CLIENTS pgbench clients, connections kept) across
+              playbooks/switchover.yml, across a bare `patronictl switchover`, and a reconnecting
+              writer across a failover (Patroni stopped on the primary): failed transactions,
+              clients cut, the longest transaction, the write gap, rows against acknowledged
 
 The client is always the app node. Settings changed on the bench node are set back when the
 phase ends, and checked again at the very end, whatever happened. Output goes to
 bench-results/<UTC time>/ (results.json, results.md, bench.png, raw/); bench-results/latest
-points at the last complete run, and docs/bench/ gets its table and plot (BENCH_PUBLISH=0 to
-skip). If the lab is not up, or any phase cannot run, the bench stops with a non-zero exit.
+points at the last complete run, and docs/bench/ gets its table and plot, and switchover.md
+from the switchover phase (BENCH_PUBLISH=0 to skip). If the lab is not up, or any phase cannot run, the bench stops with a non-zero exit.
 
 Settings (environment):
   BENCH_NODE=pg-srv1           the PostgreSQL+PgBouncer node measured (pg-srvN or 10.129.0.x), or
@@ -25,6 +29,7 @@ Settings (environment):
   BENCH_FANIN_CONCURRENCY=50 BENCH_FANIN_RAMP_TIMEOUT=180   logins at a time, and for all of them
   BENCH_ANSIBLE_SIZES=3,6      lab sizes converged from fresh nodes (extra nodes pg-srv4..10)
   BENCH_ANSIBLE_TIMEOUT=900    per ansible-playbook run
+  BENCH_SWITCHOVER_SECONDS=24 BENCH_FAILOVER_SECONDS=25   write load of each switchover and the failover
   BENCH_OUT=bench-results BENCH_PUBLISH=1
   BENCH_KEEP_NODES=1           after a failure, keep the extra nodes for a look
 """
@@ -50,10 +55,13 @@ from pathlib import Path
 
 import yaml
 
-from bench import pgbench, report
+from bench import pgbench, report, writes
 from bench.lab import ROOT, BenchError, ansible_playbook, check, lab_sh, node_ip, recap, ssh, ssh_popen
 
 APP_IP = "10.129.0.31"
+VIP, RW_PORT = "10.129.0.20", 5000  # keepalived's address, HAProxy's read-write port
+CLUSTER = ("pg-srv1", "pg-srv2", "pg-srv3")  # the lab's Patroni members
+PHASES = ("churn", "persistent", "fanin", "ansible", "switchover")
 # Lab accounts (inventories/lab/group_vars/all.yml); passwords come from the app node's ~/.pgpass.
 SCRAM_USER, SCRAM_DB = "app_user", "appdb"
 MD5_USER, MD5_DB = "report_user", "reportdb"
@@ -81,7 +89,7 @@ class Settings:
     def __init__(self):
         self.node = os.environ.get("BENCH_NODE", "pg-srv1")
         self.app = os.environ.get("BENCH_APP", APP_IP)
-        self.phases = [p.strip() for p in os.environ.get("BENCH_PHASES", "churn,persistent,fanin,ansible").split(",") if p.strip()]
+        self.phases = [p.strip() for p in os.environ.get("BENCH_PHASES", ",".join(PHASES)).split(",") if p.strip()]
         self.clients = env_int("BENCH_CLIENTS", 20)
         self.threads = env_int("BENCH_THREADS", 2)
         self.churn_s = env_int("BENCH_CHURN_SECONDS", 10)
@@ -94,12 +102,14 @@ class Settings:
         self.fanin_ramp_timeout = env_int("BENCH_FANIN_RAMP_TIMEOUT", 180)
         self.ansible_sizes = [int(n) for n in os.environ.get("BENCH_ANSIBLE_SIZES", "3,6").split(",") if n.strip()]
         self.ansible_timeout = env_int("BENCH_ANSIBLE_TIMEOUT", 900)
+        self.switchover_s = env_int("BENCH_SWITCHOVER_SECONDS", 24)
+        self.failover_s = env_int("BENCH_FAILOVER_SECONDS", 25)
         self.out = Path(os.environ.get("BENCH_OUT", ROOT / "bench-results"))
         self.publish = os.environ.get("BENCH_PUBLISH", "1") == "1"
         # disable: pooling compared like for like, without TLS handshakes on either side
         # (Debian's PostgreSQL has ssl=on, so libpq's default "prefer" would use TLS to 5432).
         self.sslmode = os.environ.get("BENCH_SSLMODE", "disable")
-        unknown = set(self.phases) - {"churn", "persistent", "fanin", "ansible"}
+        unknown = set(self.phases) - set(PHASES)
         if unknown:
             raise BenchError("unknown BENCH_PHASES: %s" % ", ".join(sorted(unknown)))
         if self.clients < self.threads:
@@ -109,7 +119,7 @@ class Settings:
         return {
             "clients": self.clients, "churn_s": self.churn_s, "persistent_s": self.persistent_s, "scale": self.scale,
             "fanin_clients": self.fanin_clients, "fanin_s": self.fanin_s, "ansible_sizes": ",".join(map(str, self.ansible_sizes)),
-            "sslmode": self.sslmode,
+            "sslmode": self.sslmode, "switchover_s": self.switchover_s, "failover_s": self.failover_s,
         }
 
 
@@ -126,7 +136,7 @@ class Bench:
         self.ip = node_ip(self.s.node)
         self.config: dict[str, str] = {}
         self.touched: set[str] = set()
-        self.results: dict = {"meta": {}, "churn": [], "persistent": [], "fanin": {}, "ansible": []}
+        self.results: dict = {"meta": {}, "churn": [], "persistent": [], "fanin": {}, "ansible": [], "switchover": []}
 
     # --- helpers --------------------------------------------------------------------------
     def log(self, text: str) -> None:
@@ -191,7 +201,8 @@ class Bench:
         proc = ssh(self.s.app, "command -v pgbench psql python3 && python3 -c 'import psycopg'", timeout=30, check_rc=False)
         if proc.returncode != 0:
             raise BenchError("the app node %s lacks pgbench/psql/python3-psycopg (run `make lab`): %s" % (self.s.app, proc.stderr.strip()))
-        proc = ssh(self.ip, "systemctl is-active pgbouncer postgresql", timeout=30, check_rc=False)
+        # PostgreSQL under Patroni (the lab) runs in patroni@VERSION-main, not postgresql@: ask it directly.
+        proc = ssh(self.ip, "systemctl is-active pgbouncer && pg_isready", timeout=30, check_rc=False)
         if proc.returncode != 0:
             raise BenchError("PgBouncer or PostgreSQL is not running on %s (run `make lab`): %s" % (self.s.node, proc.stdout.strip()))
         self.config = self.read_config()
@@ -296,6 +307,9 @@ class Bench:
             parsed = self.pgbench("persistent_%s_%s" % (SCRAM_USER, target), SCRAM_USER, SCRAM_DB, port, False, self.s.persistent_s)
             self.results["persistent"].append({"user": SCRAM_USER, "user_auth": "scram-sha-256", "db": SCRAM_DB, "target": target,
                                                "port": port, "variant": "as deployed" if target == "pooled" else "direct", "pgbench": parsed})
+
+    def switchover(self) -> None:
+        self.results["switchover"] = Switchover(self).run()
 
     # --- fan-in ---------------------------------------------------------------------------
     def memory(self) -> dict:
@@ -465,6 +479,140 @@ class Bench:
         self.log("removed %s" % " ".join(names))
 
 
+class Switchover:
+    """The switchover phase: writes through VIP:5000 across the lab's primary moving. The same
+    load and measures as tests/integration/test_switchover.py (bench/writes.py)."""
+
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.s = bench.s
+        self.ips = {name: node_ip(name) for name in CLUSTER}
+
+    def psql(self, name: str, sql: str, db: str = SCRAM_DB) -> list[str]:
+        proc = ssh(self.ips[name], "runuser -u postgres -- psql -XAt -v ON_ERROR_STOP=1 -d %s" % db, timeout=60, input=sql)
+        return proc.stdout.split()
+
+    def primary(self, within: float = 90, without: str | None = None) -> str:
+        """The member whose PostgreSQL is not in recovery, once every other one answers."""
+        deadline = time.monotonic() + within
+        while True:
+            flags = {}
+            for name in CLUSTER:
+                if name != without:
+                    proc = ssh(self.ips[name], "runuser -u postgres -- psql -XAtc 'SELECT pg_is_in_recovery()'", timeout=30, check_rc=False)
+                    flags[name] = proc.stdout.strip() if proc.returncode == 0 else None
+            primaries = [name for name, flag in flags.items() if flag == "f"]
+            if None not in flags.values() and len(primaries) == 1:
+                return primaries[0]
+            if time.monotonic() > deadline:
+                raise BenchError("no single primary among the answering members within %ds: %s" % (within, flags))
+            time.sleep(1)
+
+    def table(self, primary: str, label: str) -> str:
+        name = "bench_%s_%d" % (label, int(time.time() * 1000))
+        self.psql(primary, "CREATE TABLE %s (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp());"
+                           "GRANT INSERT, SELECT ON %s TO %s; GRANT USAGE ON SEQUENCE %s_id_seq TO %s;" % (name, name, SCRAM_USER, name, SCRAM_USER))
+        return name
+
+    def rows(self, primary: str, table: str, ids: list[int] | None = None) -> int:
+        where = " WHERE id = ANY('{%s}'::bigint[])" % ",".join(map(str, ids)) if ids is not None else ""
+        return int(self.psql(primary, "SELECT count(*) FROM %s%s;" % (table, where))[0])
+
+    def settle(self, within: float = 120) -> str:
+        """The primary once both other members stream from it again."""
+        deadline = time.monotonic() + within
+        while True:
+            primary = self.primary(within)
+            if self.psql(primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming';", db="postgres") == [str(len(CLUSTER) - 1)]:
+                return primary
+            if time.monotonic() > deadline:
+                raise BenchError("the replicas did not stream from %s within %ds" % (primary, within))
+            time.sleep(1)
+
+    def under_pgbench(self, label: str, move) -> dict:
+        """pgbench writes through VIP:5000 while move(old primary) runs, 5 s after the start."""
+        old = self.settle()
+        table = self.table(old, label)
+        prefix = "/tmp/bench-%s" % table
+        self.bench.app("cat > %s.sql" % prefix, timeout=30, input=writes.PGBENCH_SCRIPT.format(table=table))
+        command = writes.pgbench_command(prefix, VIP, RW_PORT, SCRAM_USER, SCRAM_DB, self.s.clients, self.s.switchover_s)
+        check(VIP)
+        process = ssh_popen(self.s.app, command)
+        try:
+            time.sleep(5)
+            took, note = move(old)
+            output = "".join(process.communicate(timeout=self.s.switchover_s + 120))
+        finally:
+            if process.poll() is None:
+                process.kill()
+        log_text = self.bench.app("cat %s.[0-9]*; rm -f %s.*" % (prefix, prefix), timeout=60, check_rc=False).stdout
+        (self.bench.raw / ("switchover_%s.txt" % label)).write_text("$ %s\n%s\nexit %s\n%s" % (command, output, process.returncode, note))
+        result = writes.pgbench_result(output, log_text, self.summary)
+        new = self.settle()
+        written = self.rows(new, table)
+        entry = {"run": label, "old_primary": old, "new_primary": new, "seconds": round(took, 1), "clients": self.s.clients,
+                 "processed": result["processed"], "summary": result["summary"], "failed": result["failed"],
+                 "clients_cut": result["aborted"], "longest_ms": result["longest_ms"], "rows": written,
+                 "errors": result["errors"][:5]}
+        self.bench.log("%-22s %s -> %s: %d transactions%s, %d failed, %d of %d clients cut, longest %.0f ms, %d rows" % (
+            label, old, new, entry["processed"], "" if entry["summary"] else " (logged)", entry["failed"], entry["clients_cut"],
+            self.s.clients, entry["longest_ms"], written))
+        return entry
+
+    @staticmethod
+    def summary(output: str) -> dict:
+        parsed = pgbench.parse(output)
+        return {"processed": parsed.get("transactions", 0), "failed": parsed.get("failed_transactions", 0),
+                "aborted": parsed["aborted_clients"], "errors": parsed["errors"]}
+
+    def playbook(self, old: str) -> tuple[float, str]:
+        took, returncode, output = ansible_playbook(ROOT / "inventories" / "lab", "playbooks/switchover.yml", self.s.ansible_timeout,
+                                                    ("-e", "switchover_databases=%s" % SCRAM_DB))
+        if returncode != 0:
+            raise BenchError("switchover.yml failed (%d): %s" % (returncode, output[-2000:]))
+        return took, output[-3000:]
+
+    def bare(self, old: str) -> tuple[float, str]:
+        started = time.monotonic()
+        proc = ssh(self.ips[old], "patronictl -c /etc/patroni/*-main.yml switchover --force", timeout=120)
+        return time.monotonic() - started, proc.stdout[-2000:]
+
+    def failover(self) -> dict:
+        """A reconnecting writer through VIP:5000 while Patroni stops on the primary."""
+        old = self.settle()
+        table = self.table(old, "failover")
+        unit = ssh(self.ips[old], "systemctl list-units --plain --no-legend 'patroni@*' | cut -d' ' -f1", timeout=30).stdout.strip()
+        if not unit.startswith("patroni@"):
+            raise BenchError("no patroni@ unit on %s: %r" % (old, unit))
+        check(VIP)
+        writer = ssh_popen(self.s.app, "timeout %d python3 - %s %d %s %s %s %d 0 0.02" % (
+            self.s.failover_s + 60, VIP, RW_PORT, SCRAM_USER, SCRAM_DB, table, self.s.failover_s))
+        try:
+            writer.stdin.write(writes.WRITER)
+            writer.stdin.close()
+            time.sleep(5)
+            stopped_at = time.time()
+            ssh(self.ips[old], "systemctl stop %s" % unit, timeout=120)
+            samples = json.loads(writer.communicate(timeout=self.s.failover_s + 90)[0])
+        finally:
+            if writer.poll() is None:
+                writer.kill()
+            ssh(self.ips[old], "systemctl start %s" % unit, timeout=120, check_rc=False)
+        new = self.primary(without=old)
+        seen = writes.write_gap(samples, stopped_at, self.ips[new])
+        found = self.rows(new, table, seen["acknowledged"])
+        self.settle()
+        entry = {"run": "failover (Patroni stopped)", "old_primary": old, "new_primary": new, "gap_s": seen["gap_s"],
+                 "acknowledged": len(seen["acknowledged"]), "acknowledged_found": found, "failed_attempts": seen["failed_attempts"],
+                 "errors": seen["errors"][:5]}
+        self.bench.log("failover %s -> %s: first write on the new primary after %s s, %d acknowledged, %d of them found" % (
+            old, new, seen["gap_s"], entry["acknowledged"], found))
+        return entry
+
+    def run(self) -> list[dict]:
+        return [self.under_pgbench("switchover.yml", self.playbook), self.under_pgbench("patronictl switchover", self.bare), self.failover()]
+
+
 def plan_rounds(sizes: list[int], slots: int) -> list[list[int]]:
     """Group lab sizes into rounds of fresh nodes that fit the free slots together."""
     rounds: list[list[int]] = []
@@ -504,10 +652,18 @@ def write_inventory(label: str, names: list[str]) -> Path:
     return directory
 
 
-def publish(out: Path, markdown: str) -> None:
-    """Copy the table, plot and data of a complete run to docs/bench/, and write its README."""
+def publish(out: Path, markdown: str, results: dict) -> None:
+    """Copy the table, plot and data of a complete run to docs/bench/, and write its README;
+    the switchover phase's table goes to docs/bench/switchover.md. A run of the switchover
+    phase alone leaves the other published results as they are."""
     docs = ROOT / "docs" / "bench"
     docs.mkdir(parents=True, exist_ok=True)
+    if results.get("switchover"):
+        (docs / "switchover.md").write_text("\n".join(["# pgbouncer.cluster bench: switchover and failover", "",
+                                                       "Run %s, %s." % (results["meta"].get("started", "?"), results["meta"].get("git", "?")), "",
+                                                       *report.switchover_lines(results)[2:]]))
+    if not any(results.get(phase) for phase in ("churn", "persistent", "fanin", "ansible")):
+        return
     shutil.copy(out / "bench.png", docs / "bench.png")
     shutil.copy(out / "results.json", docs / "results.json")
     (docs / "results.md").write_text(markdown)
@@ -534,7 +690,7 @@ def main() -> int:
         bench.metadata(settings)
         if {"churn", "persistent"} & set(settings.phases):
             bench.init_pgbench()
-        for phase in ("churn", "persistent", "fanin", "ansible"):
+        for phase in PHASES:
             if phase in settings.phases:
                 bench.log("--- %s" % phase)
                 getattr(bench, phase)()
@@ -580,7 +736,7 @@ def main() -> int:
         latest.unlink()
     latest.symlink_to(bench.out.name)
     if bench.s.publish:
-        publish(bench.out, markdown)
+        publish(bench.out, markdown, results)
     print()
     print("Pooled over direct (%s, %.0f s):" % (bench.out, results["meta"]["duration_s"]))
     for line in report.ratio_lines(summary):

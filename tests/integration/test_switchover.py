@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -27,6 +28,7 @@ from conftest import (
     APP_DB,
     APP_USER,
     NODES,
+    ROOT,
     RW_PORT,
     SSH_CONFIG,
     VIP,
@@ -40,6 +42,9 @@ from conftest import (
     ssh,
 )
 
+sys.path.insert(0, str(ROOT))
+from bench import writes  # noqa: E402  (shared with the bench's switchover phase)
+
 # Version-dependent: Patroni 3.0 / etcd 3.4 / PgBouncer 1.18 on Debian 12, 4.0 / 3.5 / 1.24 on Debian 13.
 pytestmark = pytest.mark.version_dependent
 
@@ -51,32 +56,6 @@ PATRONICTL = "patronictl -c /etc/patroni/*-main.yml"
 # could not release it; a clean stop releases it at once), HAProxy's rise (2 checks, 1 s apart),
 # the health agent's cache (0.3 s) and 2 s for the writer's reconnects and promotion.
 FAILOVER_BOUND = 20 + 2 + 0.3 + 2
-
-# On the app node: INSERT one row through host:port every `every` seconds for `seconds`
-# (or `count` rows), reconnecting after an error; prints
-# [[started, finished, ok, id or error, server address], ...].
-WRITER = r"""
-import json, sys, time, psycopg
-host, port, user, db, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-seconds, count, every = float(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8])
-samples, conn, end = [], None, time.time() + seconds
-while time.time() < end and (count == 0 or len(samples) < count):
-    started = time.time()
-    try:
-        if conn is None:
-            conn = psycopg.connect(host=host, port=port, user=user, dbname=db, connect_timeout=1,
-                                   autocommit=True, prepare_threshold=None)
-        row = conn.execute("INSERT INTO %s DEFAULT VALUES RETURNING id, host(inet_server_addr())" % table).fetchone()
-        samples.append([started, time.time(), True, row[0], row[1]])
-    except psycopg.Error as error:
-        samples.append([started, time.time(), False, str(error).strip().splitlines()[0][:200], ""])
-        if conn is not None:
-            conn.close()
-        conn = None
-    time.sleep(max(0.0, every - (time.time() - started)))
-print(json.dumps(samples))
-"""
-
 
 def new_table(primary_ip, prefix):
     table = "%s_%d" % (prefix, int(time.time() * 1000))
@@ -90,36 +69,22 @@ def rows(ip, table):
 
 
 def start_pgbench(table, seconds):
-    """pgbench on the app node: WRITERS clients writing through VIP:5000 for `seconds`; it stops
-    by itself (and `timeout` stops it 60 s later at the latest)."""
+    """pgbench on the app node: WRITERS clients writing through VIP:5000 for `seconds`."""
     prefix = "/tmp/switchover-%s" % table
-    ssh(APP, "cat > %s.sql" % prefix, input="INSERT INTO %s DEFAULT VALUES;\n" % table)
-    command = ("cd /tmp && timeout %d pgbench -n -h %s -p %d -U %s -c %d -j 2 -T %d -f %s.sql --max-tries=1 "
-               "--failures-detailed -l --aggregate-interval=1 --log-prefix=%s %s"
-               % (seconds + 60, VIP, RW_PORT, APP_USER, WRITERS, seconds, prefix, prefix, APP_DB))
+    ssh(APP, "cat > %s.sql" % prefix, input=writes.PGBENCH_SCRIPT.format(table=table))
+    command = writes.pgbench_command(prefix, VIP, RW_PORT, APP_USER, APP_DB, WRITERS, seconds)
     process = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return process, prefix
 
 
 def finish_pgbench(load, seconds):
-    """({processed, failed, aborted, errors, summary}, the longest transaction's latency in ms,
-    pgbench's exit code). The counts come from pgbench's summary. When clients are cut pgbench
-    17 may stop without one ("unexpected error status"); then processed counts the transactions
-    in its log, a lower bound (the interval in progress is lost)."""
+    """(bench.writes.pgbench_result of the run, pgbench's exit code)."""
     process, prefix = load
     output = process.communicate(timeout=seconds + 120)[0]
-    logs = ssh(APP, "cat %s.[0-9]*; rm -f %s.*" % (prefix, prefix), check=False).stdout
-    # --aggregate-interval lines: start, count, sum, sum of squares, min, max (microseconds), ...
-    intervals = [line.split() for line in logs.splitlines() if len(line.split()) > 5]
-    longest = max((int(fields[5]) for fields in intervals if fields[1] != "0"), default=0)
-    if "number of transactions actually processed" in output:
-        result = dict(parse_pgbench(output), summary=True)
-    else:
-        result = {"summary": False, "processed": sum(int(fields[1]) for fields in intervals), "failed": 0,
-                  "aborted": len(re.findall(r"client \d+ (?:script \d+ )?aborted", output)),
-                  "errors": re.findall(r"^pgbench: error: .*$", output, re.MULTILINE)}
-        assert result["aborted"] > 0 or process.returncode != 0, output[-3000:]
-    return result, longest / 1000.0, process.returncode
+    log_text = ssh(APP, "cat %s.[0-9]*; rm -f %s.*" % (prefix, prefix), check=False).stdout
+    result = writes.pgbench_result(output, log_text, parse_pgbench)
+    assert result["summary"] or result["aborted"] > 0 or process.returncode != 0, output[-3000:]
+    return result, process.returncode
 
 
 def wait_until(what, predicate, within):
@@ -166,7 +131,8 @@ def test_the_switchover_playbook_fails_no_transaction_under_write_load():
     started = time.monotonic()
     run = ansible_playbook("playbooks/switchover.yml", "-e", "switchover_databases=%s" % APP_DB, timeout=600)
     took = time.monotonic() - started
-    result, longest_ms, returncode = finish_pgbench(load, seconds)
+    result, returncode = finish_pgbench(load, seconds)
+    longest_ms = result["longest_ms"]
     after = cluster_roles()
     written = rows(NODES[after["primary"]], table)
     print("switchover.yml %s -> %s in %.0f s under %d writers: %d transactions, %d failed, %d clients cut, "
@@ -212,7 +178,8 @@ def test_a_switchover_without_the_playbook_cuts_the_old_primarys_clients():
     load = start_pgbench(table, seconds)
     time.sleep(6)
     ssh(NODES[before["primary"]], "%s switchover --force" % PATRONICTL)
-    result, longest_ms, _returncode = finish_pgbench(load, seconds)
+    result = finish_pgbench(load, seconds)[0]
+    longest_ms = result["longest_ms"]
     after = roles_once_all_answer()
     settled(after["primary"])
     written = rows(NODES[after["primary"]], table)
@@ -236,7 +203,7 @@ def test_failover_writes_flow_again_within_the_bound_and_nothing_acknowledged_is
     writer = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, "timeout 100 python3 - %s %d %s %s %s 25 0 0.02"
                                % (VIP, RW_PORT, APP_USER, APP_DB, table)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    writer.stdin.write(WRITER)
+    writer.stdin.write(writes.WRITER)
     writer.stdin.close()
     unit = ssh(NODES[old], "systemctl list-units --plain --no-legend '%s' | cut -d' ' -f1" % PATRONI).stdout.strip()
     assert unit.startswith("patroni@"), unit
@@ -248,20 +215,18 @@ def test_failover_writes_flow_again_within_the_bound_and_nothing_acknowledged_is
         writer.wait(timeout=30)
         new = cluster_roles_without(old)
         new_ip = NODES[new]
-        first_on_new = min(finished for _started, finished, ok, _id, server in samples if ok and server == new_ip)
-        gap = first_on_new - stopped_at
-        acknowledged = [row_id for _started, _finished, ok, row_id, _server in samples if ok]
-        errors = sorted({error for _started, _finished, ok, error, _server in samples if not ok})
-        print("failover %s -> %s: first write on the new primary %.1f s after Patroni stopped (bound %.1f s); %d writes "
-              "acknowledged, %d failed attempts: %s" % (old, new, gap, FAILOVER_BOUND, len(acknowledged), len(samples) - len(acknowledged), errors[:5]))
-        assert gap < FAILOVER_BOUND
-        found = psql(new_ip, "SELECT count(*) FROM %s WHERE id = ANY('{%s}'::bigint[])" % (table, ",".join(map(str, acknowledged))), db=APP_DB)
-        assert int(found[0][0]) == len(acknowledged), "acknowledged writes missing on the new primary"
+        seen = writes.write_gap(samples, stopped_at, new_ip)
+        print("failover %s -> %s: first write on the new primary %s s after Patroni stopped (bound %.1f s); %d writes "
+              "acknowledged, %d failed attempts: %s" % (old, new, seen["gap_s"], FAILOVER_BOUND, len(seen["acknowledged"]),
+                                                       seen["failed_attempts"], seen["errors"][:5]))
+        assert seen["gap_s"] is not None and seen["gap_s"] < FAILOVER_BOUND
+        found = psql(new_ip, "SELECT count(*) FROM %s WHERE id = ANY('{%s}'::bigint[])" % (table, ",".join(map(str, seen["acknowledged"]))), db=APP_DB)
+        assert int(found[0][0]) == len(seen["acknowledged"]), "acknowledged writes missing on the new primary"
     finally:
         ssh(NODES[old], "systemctl start %s" % unit, check=False)
     settled(new)
     # The old primary is a replica again: 100 writes through 5000 all land on the new primary.
-    landed = app_python(WRITER, VIP, RW_PORT, APP_USER, APP_DB, table, 60, 100, 0, timeout=120)
+    landed = app_python(writes.WRITER, VIP, RW_PORT, APP_USER, APP_DB, table, 60, 100, 0, timeout=120)
     assert [server for _started, _finished, ok, _id, server in landed] == [new_ip] * 100, landed[:5]
 
 
