@@ -21,8 +21,11 @@ while time.time() < end and (count == 0 or len(samples) < count):
     started = time.time()
     try:
         if conn is None:
+            # A session stranded by the VIP moving (its HAProxy can no longer answer from the VIP)
+            # ends in seconds: TCP keepalives reach the new VIP holder, which resets them.
             conn = psycopg.connect(host=host, port=port, user=user, dbname=db, connect_timeout=1,
-                                   autocommit=True, prepare_threshold=None)
+                                   autocommit=True, prepare_threshold=None, tcp_user_timeout=2000,
+                                   keepalives_idle=1, keepalives_interval=1, keepalives_count=2)
         row = conn.execute("INSERT INTO %s DEFAULT VALUES RETURNING id, host(inet_server_addr())" % table).fetchone()
         samples.append([started, time.time(), True, row[0], row[1]])
     except psycopg.Error as error:

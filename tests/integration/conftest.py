@@ -148,6 +148,13 @@ def haproxy_stats(haproxy_ip, socket_path="/run/haproxy/admin.sock"):
     return {(row["pxname"], row["svname"]): row for row in rows}
 
 
+def vip_holder():
+    """The pg-srv node that has the VIP on an interface (exactly one must)."""
+    holders = [name for name, ip in NODES.items() if VIP in ssh(ip, "ip -o -4 addr show").stdout]
+    assert len(holders) == 1, "VIP %s held by %s" % (VIP, holders or "nobody")
+    return holders[0]
+
+
 def cluster_roles():
     """{"primary": name, "replicas": [names]}: what each node's PostgreSQL says of itself
     (Patroni decides the roles, and a switchover or failover moves them)."""

@@ -1,15 +1,15 @@
 """Boolean variables given as strings on the command line (`-e name=true`), as ansible-core
 2.19 reads them: site.yml with every boolean of the roles at its default, in string form,
-runs through and changes nothing; auth_query turned on with a string turns it on."""
+runs through and changes nothing. (auth_query turned on with a string: test_config_surface's
+test_auth_query_replaces_the_full_userlist, which sets it so.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
-from conftest import NODES, ansible_playbook, recap, ssh
+from conftest import ansible_playbook, recap
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "pg-srv3"
@@ -36,20 +36,3 @@ def test_every_boolean_at_its_default_as_a_string_changes_nothing():
     assert "Conditional result" not in output, output[-3000:]
     assert result.returncode == 0, output[-3000:]
     assert recap(result.stdout)[NODE]["changed"] == 0, recap(result.stdout)
-
-
-@pytest.fixture
-def restore_cluster():
-    yield
-    result = ansible_playbook("playbooks/site.yml", "--limit", "pgbouncer")
-    assert result.returncode == 0, result.stdout[-4000:]
-
-
-def test_auth_query_enabled_as_a_string_turns_it_on(restore_cluster):
-    # The case of issue 14: "Conditional result (True) was derived from value of type 'str'".
-    # Every node: the primary creates the lookup function, the replicas wait for it.
-    result = ansible_playbook("playbooks/site.yml", "--limit", "pgbouncer", "-e", "pgbouncer_auth_query_enabled=true")
-    output = result.stdout + result.stderr
-    assert "Conditional result" not in output, output[-3000:]
-    assert result.returncode == 0, output[-3000:]
-    assert "auth_user = pgbouncer_auth" in ssh(NODES[NODE], "cat /etc/pgbouncer/pgbouncer.ini").stdout

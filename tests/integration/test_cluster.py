@@ -4,7 +4,7 @@ the primary when no replica's pooler is up), the health agent and Patroni's REST
 side by side, and TLS clients verify the VIP against every pooler's certificate. Switchover
 and failover: test_switchover.py.
 
-Cost on the lab (Debian 12): about 80 s, most of it the 30 s write load and the waits for
+Cost on the lab (Debian 12): about 60 s, most of it the 10 s write load and the waits for
 HAProxy to mark poolers down and up again. Every wait is bounded; traffic goes from the
 app node to lab addresses only.
 """
@@ -37,7 +37,7 @@ from conftest import (
 # Version-dependent: Patroni 3.0 with etcd 3.4 on Debian 12, 4.0 with etcd 3.5 on Debian 13.
 pytestmark = pytest.mark.version_dependent
 
-WRITERS, WRITE_SECONDS = 20, 30
+WRITERS, WRITE_SECONDS = 20, 10
 UP_WITHIN = 20  # HAProxy: inter 1s, rise 2, fall 2; the agent's probe 2 s at most
 
 # On the app node: `count` new connections through host:port, each asking where it landed.

@@ -109,15 +109,17 @@ def test_a_config_pgbouncer_refuses_never_reaches_the_node():
 def test_auth_query_replaces_the_full_userlist(restore_cluster):
     # Every node at once: the primary creates the lookup function, the replicas wait for it
     # to arrive by replication (DDL cannot run on a hot standby).
-    extra = {"pgbouncer_auth_query_enabled": True}
-    if version() >= (1, 20):
-        extra["pgbouncer_auth_dbname"] = "postgres"
-    converge("-e", json.dumps(extra), limit="pgbouncer")
+    # Turned on as `-e name=true` gives it, a string: ansible-core 2.19 refused "Conditional
+    # result (True) was derived from value of type 'str'" before every read went through | bool.
+    extra = {"pgbouncer_auth_dbname": "postgres"} if version() >= (1, 20) else {}
+    result = converge("-e", "pgbouncer_auth_query_enabled=true", "-e", json.dumps(extra), limit="pgbouncer")
+    assert "Conditional result" not in result.stdout + result.stderr
+    assert "auth_user = pgbouncer_auth" in ssh(IP, "cat /etc/pgbouncer/pgbouncer.ini").stdout
     userlist = ssh(IP, "cat /etc/pgbouncer/userlist.txt").stdout
     assert sorted(line.split('" ')[0].strip('"') for line in userlist.splitlines()) == ["pgbouncer", "pgbouncer_auth", "stats_user"]
     # app_user is not in the auth_file, yet logs in: PgBouncer asked PostgreSQL.
     assert connect(IP) == {"ok": True, "db": APP_DB, "server": IP}
-    lookup_db = "postgres" if "pgbouncer_auth_dbname" in extra else APP_DB
+    lookup_db = "postgres" if extra else APP_DB
     rows = psql(IP, """SELECT p.prosecdef, array_to_string(p.proconfig, ';'),
        has_function_privilege('app_user', p.oid, 'EXECUTE'), has_function_privilege('pgbouncer_auth', p.oid, 'EXECUTE')
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgbouncer' AND p.proname = 'user_lookup'""", db=lookup_db)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import APP, APP_DB, APP_USER, NODES, RO_PORT, SSH_CONFIG, VIP, ansible_playbook, cluster_roles, parse_pgbench, recap, ssh
+from conftest import APP, APP_DB, APP_USER, NODES, RO_PORT, SSH_CONFIG, VIP, ansible_playbook, cluster_roles, parse_pgbench, recap, ssh, vip_holder
 
 # Version-dependent: the rolling restart uses SHUTDOWN WAIT_FOR_CLIENTS from PgBouncer 1.23, PAUSE before; HAProxy 2.6 vs 3.0 runtime API.
 pytestmark = pytest.mark.version_dependent
@@ -49,13 +49,6 @@ while time.time() < end:
     time.sleep(max(0.0, 0.2 - (time.time() - started)))
 print(json.dumps(samples))
 """
-
-
-def vip_holder():
-    """The pg-srv node that has the VIP on an interface (exactly one must)."""
-    holders = [name for name, ip in NODES.items() if VIP in ssh(ip, "ip -o -4 addr show").stdout]
-    assert len(holders) == 1, "VIP %s held by %s" % (VIP, holders or "nobody")
-    return holders[0]
 
 
 def pgbouncer_started(ip):
