@@ -58,6 +58,7 @@ PATRONICTL = "patronictl -c /etc/patroni/*-main.yml"
 # the health agent's cache (0.3 s) and 2 s for the writer's reconnects and promotion.
 FAILOVER_BOUND = 20 + 2 + 0.3 + 2
 
+
 def new_table(primary_ip, prefix):
     table = "%s_%d" % (prefix, int(time.time() * 1000))
     psql(primary_ip, "CREATE TABLE %s (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())" % table, db=APP_DB)
@@ -244,8 +245,8 @@ def test_failover_writes_flow_again_within_the_bound_and_nothing_acknowledged_is
         new_ip = NODES[new]
         seen = writes.write_gap(samples, stopped_at, new_ip)
         print("failover %s -> %s: first write on the new primary %s s after Patroni stopped (bound %.1f s); %d writes "
-              "acknowledged, %d failed attempts: %s" % (old, new, seen["gap_s"], FAILOVER_BOUND, len(seen["acknowledged"]),
-                                                       seen["failed_attempts"], seen["errors"][:5]))
+              "acknowledged, %d failed attempts: %s"
+              % (old, new, seen["gap_s"], FAILOVER_BOUND, len(seen["acknowledged"]), seen["failed_attempts"], seen["errors"][:5]))
         assert seen["gap_s"] is not None and seen["gap_s"] < FAILOVER_BOUND
         found = psql(new_ip, "SELECT count(*) FROM %s WHERE id = ANY('{%s}'::bigint[])" % (table, ",".join(map(str, seen["acknowledged"]))), db=APP_DB)
         assert int(found[0][0]) == len(seen["acknowledged"]), "acknowledged writes missing on the new primary"
