@@ -509,7 +509,7 @@ class Switchover:
             time.sleep(1)
 
     def table(self, primary: str, label: str) -> str:
-        name = "bench_%s_%d" % (label, int(time.time() * 1000))
+        name = "bench_%s_%d" % ("".join(ch if ch.isalnum() else "_" for ch in label), int(time.time() * 1000))
         self.psql(primary, "CREATE TABLE %s (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp());"
                            "GRANT INSERT, SELECT ON %s TO %s; GRANT USAGE ON SEQUENCE %s_id_seq TO %s;" % (name, name, SCRAM_USER, name, SCRAM_USER))
         return name
@@ -593,7 +593,11 @@ class Switchover:
             time.sleep(5)
             stopped_at = time.time()
             ssh(self.ips[old], "systemctl stop %s" % unit, timeout=120)
-            samples = json.loads(writer.communicate(timeout=self.s.failover_s + 90)[0])
+            output = writer.stdout.read()  # the writer stops by itself after failover_s
+            writer.wait(timeout=60)
+            if not output.strip():
+                raise BenchError("the writer printed nothing (exit %s): %s" % (writer.returncode, writer.stderr.read()[-2000:]))
+            samples = json.loads(output)
         finally:
             if writer.poll() is None:
                 writer.kill()
