@@ -148,6 +148,18 @@ def haproxy_stats(haproxy_ip, socket_path="/run/haproxy/admin.sock"):
     return {(row["pxname"], row["svname"]): row for row in rows}
 
 
+def wait_until(what, predicate, within):
+    """Poll `predicate` every 0.5 s for at most `within` seconds; its first true value, else fail
+    naming `what`."""
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "%s: not within %d s" % (what, within)
+        time.sleep(0.5)
+
+
 def vip_holder():
     """The pg-srv node that has the VIP on an interface (exactly one must)."""
     holders = [name for name, ip in NODES.items() if VIP in ssh(ip, "ip -o -4 addr show").stdout]

@@ -32,6 +32,7 @@ from conftest import (
     parse_pgbench,
     psql,
     ssh,
+    wait_until,
 )
 
 # Version-dependent: Patroni 3.0 with etcd 3.4 on Debian 12, 4.0 with etcd 3.5 on Debian 13.
@@ -61,16 +62,6 @@ def where(port, count=6, sslmode="disable", host=VIP):
     return app_python(WHERE, host, port, count, APP_USER, APP_PASSWORD, APP_DB, sslmode, timeout=120)
 
 
-def wait_until(what, predicate, within=UP_WITHIN):
-    deadline = time.monotonic() + within
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "%s: not within %d s" % (what, within)
-        time.sleep(0.5)
-
-
 def test_patroni_keeps_one_primary_and_two_streaming_replicas_with_the_firewall_on():
     roles = cluster_roles()
     assert len(roles["replicas"]) == len(NODES) - 1
@@ -79,7 +70,8 @@ def test_patroni_keeps_one_primary_and_two_streaming_replicas_with_the_firewall_
     assert sorted(row[0] for row in rows if row[1] == "streaming") == sorted(NODES[name] for name in roles["replicas"]), rows
     # Lag 0 once the replicas caught up with what the primary wrote last (bounded wait).
     wait_until("replicas replay everything", lambda: psql(
-        NODES[roles["primary"]], "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn = pg_current_wal_lsn()") == [[str(len(NODES) - 1)]])
+        NODES[roles["primary"]], "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn = pg_current_wal_lsn()") == [[str(len(NODES) - 1)]],
+        UP_WITHIN)
 
 
 def test_health_agent_and_patroni_both_serve_and_tell_the_same_roles():
@@ -145,12 +137,12 @@ def test_reads_go_to_the_primary_while_no_replica_pooler_is_up_and_back_after(re
         got = where(RO_PORT, 4)
         return got if set(got) == {primary} else None
 
-    reached = wait_until("reads served by the primary", served_by_the_primary)
+    reached = wait_until("reads served by the primary", served_by_the_primary, UP_WITHIN)
     assert reached == [primary] * 4
     for name in replica_poolers_stopped:
         ssh(NODES[name], "systemctl start pgbouncer")
     replicas = {NODES[name] for name in replica_poolers_stopped}
-    wait_until("reads back on the replicas", lambda: set(where(RO_PORT, 6)) == replicas)
+    wait_until("reads back on the replicas", lambda: set(where(RO_PORT, 6)) == replicas, UP_WITHIN)
 
 
 @pytest.mark.parametrize("port", [RW_PORT, RO_PORT])

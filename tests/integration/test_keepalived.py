@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, INVENTORY, NODES, ansible_playbook, app_python, ssh
+from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, INVENTORY, NODES, ansible_playbook, app_python, ssh, wait_until
 
 VIP = "10.129.0.20"
 SETTINGS = yaml.safe_load((INVENTORY / "group_vars" / "keepalived.yml").read_text())
@@ -38,17 +38,6 @@ with psycopg.connect(host=host, port=int(port), user=user, password=password, db
 """
 
 
-def wait_for(what, predicate, timeout):
-    """Poll `predicate` every 0.5 s for at most `timeout` seconds; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            assert value, "%s: not within %d s" % (what, timeout)
-            return value
-        time.sleep(0.5)
-
-
 def holders():
     """Names of the nodes that have the VIP on an interface."""
     return sorted(name for name, ip in NODES.items() if " %s/" % VIP in " " + ssh(ip, "ip -br -4 addr").stdout.replace("\n", " "))
@@ -70,8 +59,8 @@ def check_targets():
         missing = [UNITS[port] for port in UNITS if not listening(ip, port)]
         assert missing == [], "%s: %s not listening: converge the lab (site.yml) first" % (ip, missing)
         probes = "%s --haproxy 127.0.0.1:5000 --health %s:6480" % (CHECK, ip)
-        wait_for("%s answers both probes" % ip, lambda ip=ip, probes=probes: ssh(ip, probes, check=False).returncode == 0, 15)
-    wait_for("exactly one node holds %s" % VIP, one_holder, 30)
+        wait_until("%s answers both probes" % ip, lambda ip=ip, probes=probes: ssh(ip, probes, check=False).returncode == 0, 15)
+    wait_until("exactly one node holds %s" % VIP, one_holder, 30)
 
 
 @pytest.fixture
@@ -84,7 +73,7 @@ def restore():
             if not listening(ip, port):
                 ssh(ip, "systemctl start %s" % unit)
         ssh(ip, "systemctl start keepalived")
-    wait_for("exactly one node holds %s" % VIP, one_holder, 30)
+    wait_until("exactly one node holds %s" % VIP, one_holder, 30)
 
 
 def vrrp_state(ip, since):
@@ -154,14 +143,14 @@ def test_stopping_keepalived_on_the_holder_moves_the_vip(restore):
     old = one_holder()
     started = time.monotonic()
     ssh(NODES[old], "systemctl stop keepalived")
-    new = wait_for("the VIP leaves %s" % old, lambda: moved_from(old), FAILOVER_SECONDS)
+    new = wait_until("the VIP leaves %s" % old, lambda: moved_from(old), FAILOVER_SECONDS)
     print("VIP moved from %s to %s in %.1f s" % (old, new, time.monotonic() - started))
     # Clients reconnect: a new login and query through the VIP, now on the new holder.
     assert app_python(QUERY, VIP, FRONTEND_PORT, APP_USER, APP_PASSWORD, APP_DB, timeout=30) == [1]
     # nopreempt: the old holder comes back as BACKUP and leaves the VIP where it is.
     since = node_time(NODES[old])
     ssh(NODES[old], "systemctl start keepalived")
-    wait_for("%s back as BACKUP" % old, lambda: vrrp_state(NODES[old], since) == "BACKUP", 15)
+    wait_until("%s back as BACKUP" % old, lambda: vrrp_state(NODES[old], since) == "BACKUP", 15)
     time.sleep(3)
     assert holders() == [new]
 
@@ -174,13 +163,13 @@ def test_a_failing_check_on_the_holder_moves_the_vip(port, restore):
     since = node_time(ip)
     started = time.monotonic()
     ssh(ip, "systemctl stop %s" % unit)
-    new = wait_for("the VIP leaves %s" % old, lambda: moved_from(old), FAILOVER_SECONDS)
+    new = wait_until("the VIP leaves %s" % old, lambda: moved_from(old), FAILOVER_SECONDS)
     print("check on port %d failed: VIP moved from %s to %s in %.1f s" % (port, old, new, time.monotonic() - started))
     assert vrrp_state(ip, since) == "FAULT"
     ssh(APP, REACH % VIP)
     # Back to health: BACKUP again, and the VIP stays on the new holder (nopreempt).
     since = node_time(ip)
     ssh(ip, "systemctl start %s" % unit)
-    wait_for("%s back as BACKUP" % old, lambda: vrrp_state(ip, since) == "BACKUP", 15)
+    wait_until("%s back as BACKUP" % old, lambda: vrrp_state(ip, since) == "BACKUP", 15)
     time.sleep(3)
     assert holders() == [new]

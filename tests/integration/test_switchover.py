@@ -41,6 +41,7 @@ from conftest import (
     recap,
     ssh,
     vip_holder,
+    wait_until,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -87,16 +88,6 @@ def finish_pgbench(load, seconds):
     result = writes.pgbench_result(output, log_text, parse_pgbench)
     assert result["summary"] or result["aborted"] > 0 or process.returncode != 0, output[-3000:]
     return result, process.returncode
-
-
-def wait_until(what, predicate, within):
-    deadline = time.monotonic() + within
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "%s: not within %d s" % (what, within)
-        time.sleep(0.5)
 
 
 def rw_status(haproxy_ip):
