@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ LAB = ROOT / "lab" / "lab.sh"
 STATE = Path(os.environ.get("LAB_STATE", ROOT / ".lab"))
 SSH_CONFIG = STATE / "ssh" / "config"
 INVENTORY = ROOT / "inventories" / "lab"
+CALLBACKS = ROOT / "tests" / "callback_plugins"
 NODE_COUNT = int(os.environ.get("LAB_NODES", "3"))
 NODES = {"pg-srv%d" % i: "10.129.0.%d" % (20 + i) for i in range(1, NODE_COUNT + 1)}
 APP = "10.129.0.31"
@@ -176,12 +178,17 @@ def cluster_roles():
     return {"primary": primaries[0], "replicas": sorted(name for name, flag in in_recovery.items() if flag == "t")}
 
 
-def ansible_playbook(*args, timeout=900):
-    """ansible-playbook against the lab inventory; CompletedProcess with stdout+stderr."""
+def ansible_playbook(*args, timeout=900, record=None):
+    """ansible-playbook against the lab inventory; CompletedProcess with stdout+stderr.
+
+    With `record` (a path), tests/callback_plugins/run_record.py writes there what the run
+    changed per host (see recorded_playbook)."""
     # Only the checkout's ansible.cfg: Molecule's verify step exports ANSIBLE_* settings of its
     # own (forced colour, its collections path) that would change the output these tests read.
     env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
     env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    if record is not None:
+        env.update(ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS), ANSIBLE_CALLBACKS_ENABLED="run_record", RUN_RECORD=str(record))
     return subprocess.run(
         ["ansible-playbook", "-i", str(INVENTORY), *map(str, args)],
         cwd=ROOT,
@@ -191,6 +198,38 @@ def ansible_playbook(*args, timeout=900):
         timeout=timeout,
         check=False,
     )
+
+
+def recorded_playbook(*args, timeout=900):
+    """ansible_playbook that must succeed; (stdout, {host: [changed task, ...]}) where a task
+    reads "role : name" and handlers count (tests/callback_plugins/run_record.py)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as handle:
+        result = ansible_playbook(*args, timeout=timeout, record=handle.name)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        record = json.loads(Path(handle.name).read_text(encoding="utf-8"))
+    return result.stdout, {host: set(tasks) for host, tasks in record["changed"].items()}
+
+
+# What a run may change on a node: the collection's files, the units and their processes,
+# the firewall and the packages. A dry run must leave all of it as it was.
+NODE_STATE = r"""
+for path in /etc/pgbouncer /etc/haproxy /etc/keepalived /etc/pgbouncer-cluster /etc/ufw \
+            /usr/local/libexec/pgbouncer-cluster /usr/local/sbin /etc/systemd/system; do
+  [ -e "$path" ] && find "$path" -xdev \( -type f -o -type l \) -printf '%p %m %u:%g ' -exec sha256sum {} \; | sort
+  [ -e "$path" ] && find "$path" -xdev -type d -printf 'dir %p %m %u:%g\n' | sort
+done
+for unit in pgbouncer pgbouncer-health haproxy keepalived ufw $(systemctl list-units --plain --no-legend 'pgbouncer@*' | cut -d' ' -f1); do
+  echo "$unit $(systemctl show -p ActiveState,MainPID,UnitFileState --value "$unit" | tr '\n' ' ')"
+done
+dpkg-query -W -f '${Package} ${Status} ${Version}\n' pgbouncer haproxy keepalived ufw python3-psycopg 2>&1
+command -v ufw > /dev/null && ufw status verbose
+id keepalived_script 2>&1 || true
+"""
+
+
+def node_state(ip):
+    """Everything NODE_STATE reads on one node, as text (compared before and after a dry run)."""
+    return ssh(ip, NODE_STATE).stdout
 
 
 def recap(output):
