@@ -3,7 +3,6 @@ file or the [databases] entries pass through a task result."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini  # noqa: E402
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _check_config, _ini  # noqa: E402
 
 TASKS = ROOT / "roles" / "pgbouncer" / "tasks"
 TOKEN = "S3cr"  # in every secret below, so a leak of any part of one is seen
@@ -94,10 +93,7 @@ def test_the_ini_write_shows_no_diff_and_the_masked_one_does():
     assert show["loop"] == "{{ __pgbouncer_processes }}"
 
 
-def test_the_config_check_hides_passwords_in_what_pgbouncer_logs():
-    spec = importlib.util.spec_from_file_location("check_config", ROOT / "roles" / "pgbouncer" / "files" / "pgbouncer_check_config.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_the_dry_start_hides_passwords_in_what_pgbouncer_logs():
     line = "2026-01-01 00:00:00 UTC [1] ERROR invalid value \"host=a password='S3cr'' x' pool_size=1\" for parameter appdb"
-    assert module.masked(line) == "2026-01-01 00:00:00 UTC [1] ERROR invalid value \"host=a password=********"
-    assert module.masked("FATAL cannot load config file") == "FATAL cannot load config file"
+    assert _check_config.masked(line) == "2026-01-01 00:00:00 UTC [1] ERROR invalid value \"host=a password=********"
+    assert _check_config.masked("FATAL cannot load config file") == "FATAL cannot load config file"
