@@ -342,6 +342,8 @@ def check_listeners(module, texts):
                     ", ".join(sorted(addresses)) or "none found"),
                 listen_addr=listen_addr, node_addresses=sorted(addresses))
     for port in sorted({entry.get("listen_port", "6432") for entry in settings}):
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            module.fail_json(msg="listen_port %r is not a TCP port number (1 to 65535)" % port)
         problem = _listen.port_problem(port)
         if problem:
             module.fail_json(msg="listen_port: %s, so PgBouncer could not listen there. Stop that program or choose "

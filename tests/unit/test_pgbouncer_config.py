@@ -251,3 +251,54 @@ def test_three_processes_three_files(node):
             proc, layout, module_args["settings"], module_args["databases"], [], module_args["wildcard"], True,
             module_args["header"])
     assert len(starts(node)) == 3
+
+
+def test_a_listen_port_that_is_no_port_is_refused(node):
+    result, _text = run(args(node, settings=dict(args(node)["settings"], listen_port="64x")))
+    assert result["failed"] and "listen_port '64x' is not a TCP port number" in result["msg"]
+
+
+class FakeCursor:
+    description = [type("Column", (), {"name": name}) for name in ("key", "value", "default", "changeable")]
+
+    def __init__(self, seen):
+        self.seen = seen
+
+    def execute(self, query):
+        self.seen.append(query)
+
+    def fetchall(self):
+        return [("listen_port", "6432", "6432", "no"), ("stats_period", "60", "60", "yes")]
+
+
+class FakePsycopg:
+    """Stands in for psycopg: records where the module connects, answers SHOW CONFIG."""
+
+    Error = Exception
+    ClientCursor = object
+
+    def __init__(self):
+        self.seen = []
+
+    def connect(self, **kwargs):
+        self.seen.append(kwargs)
+        seen = self.seen
+        return type("Conn", (), {"cursor": lambda conn: FakeCursor(seen), "close": lambda conn: None})()
+
+
+def test_show_config_is_asked_where_the_live_file_puts_the_socket(tmp_path, monkeypatch):
+    fake = FakePsycopg()
+    monkeypatch.setattr(pgbouncer_config, "psycopg", fake)
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / ".s.PGSQL.6433").touch()
+    module = type("Module", (), {"params": dict(owner=getpass.getuser(), console_user="pgbouncer", connect_timeout=5)})()
+    proc = _processes.layout(1, unix_socket_dir=str(tmp_path / "run"))[0]
+    current = "[pgbouncer]\nunix_socket_dir = %s\nlisten_port = 6433\n" % live
+    assert pgbouncer_config.live_changeable(module, current, proc) == {"listen_port": False, "stats_period": True}
+    assert (fake.seen[0]["host"], fake.seen[0]["port"], fake.seen[0]["user"], fake.seen[0]["dbname"]) == (
+        str(live), "6433", "pgbouncer", "pgbouncer")
+    assert fake.seen[1] == "SHOW CONFIG"
+    # No socket there (PgBouncer stopped): nothing is asked.
+    assert pgbouncer_config.live_changeable(module, current.replace("6433", "6434"), proc) is None
+    assert len(fake.seen) == 2
