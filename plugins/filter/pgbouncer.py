@@ -1,6 +1,9 @@
 # Copyright: pgbouncer.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters the pgbouncer role uses to render, check and apply pgbouncer.ini."""
+"""Filters the pgbouncer role and the playbooks use to check variables and find the processes.
+
+pgbouncer.ini itself is rendered, checked and written by the pgbouncer_config module.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +19,7 @@ def ssh_ports(sshd_t, ss="", fallback=22):
 class FilterModule:
     def filters(self):
         return {
-            "pgbouncer_ini_value": _ini.format_value,
             "pgbouncer_listen_addresses": _ini.listen_addresses,
-            "pgbouncer_database_line": _ini.database_line,
-            "pgbouncer_user_line": _ini.user_line,
-            "pgbouncer_peer_line": _ini.peer_line,
-            "pgbouncer_ini_diff": _ini.masked_diff,
-            "pgbouncer_restart_keys": _ini.restart_keys,
             "pgbouncer_redirect_databases": _ini.redirect_databases,
             "pgbouncer_config_problems": _validate.problems,
             "pgbouncer_version_problems": _validate.version_problems,
@@ -32,6 +29,5 @@ class FilterModule:
             "pgbouncer_source_problems": _validate.source_problems,
             "pgbouncer_ssh_ports": ssh_ports,
             "pgbouncer_processes": _processes.layout,
-            "pgbouncer_process_config": _processes.process_config,
             "pgbouncer_retired_processes": _processes.retired,
         }

@@ -194,11 +194,16 @@ def parse(text):
     return sections
 
 
-def restart_keys(old_text, new_text):
-    """Sorted [pgbouncer] keys whose change needs a restart between the two files."""
+def changed_keys(old_text, new_text):
+    """Sorted [pgbouncer] keys set, removed or given another value between the two files."""
     old = parse(old_text).get("pgbouncer", {})
     new = parse(new_text).get("pgbouncer", {})
-    return sorted(key for key in RESTART_ONLY | RESTART_FOR_AUTH if old.get(key) != new.get(key))
+    return sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+
+
+def restart_keys(old_text, new_text, restart_only=RESTART_ONLY | RESTART_FOR_AUTH):
+    """Sorted [pgbouncer] keys whose change needs a restart between the two files."""
+    return [key for key in changed_keys(old_text, new_text) if key in restart_only]
 
 
 # --diff of pgbouncer.ini without its secrets. A key with "passw" in its name (password= of
@@ -266,6 +271,11 @@ def redirect_databases(text, from_host, to_host):
             start, end = host[-1]
             lines.append("%s = %s" % (name.strip(), connstr[:start] + quote_connstr(to_host) + connstr[end:]))
     return "[databases]\n%s\n" % "\n".join(lines) if lines else ""
+
+
+def looks_secret(text):
+    """Whether a key, or a value holding keys of its own (auth_ldap_options), names a secret."""
+    return bool(_SECRET.search(str(text)))
 
 
 def _mask_line(line):

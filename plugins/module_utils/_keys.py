@@ -13,7 +13,7 @@ Private to this collection: the API may change without notice.
 
 from __future__ import annotations
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _version
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _version
 
 BASE = frozenset(
     """
@@ -62,3 +62,22 @@ def known(key, version):
     if key in ADDED:
         return release >= ADDED[key]
     return release > NEWEST_KNOWN
+
+
+def restart_only(version=None):
+    """The [pgbouncer] keys whose change PgBouncer `version` applies only by a restart (see
+    _ini.RESTART_ONLY and RESTART_FOR_AUTH); all of them for an unknown version (None)."""
+    keys = _ini.RESTART_ONLY | _ini.RESTART_FOR_AUTH
+    if version is None:
+        return keys
+    return frozenset(key for key in keys if known(key, version))
+
+
+def changeable(rows):
+    """{key: whether a RELOAD applies it} from SHOW CONFIG rows (dicts with `key` and
+    `changeable`, "yes" or "no" in 1.18 and 1.24)."""
+    return {
+        str(row["key"]).lower(): str(row["changeable"]).strip().lower() in ("yes", "true", "t", "1")
+        for row in rows
+        if row.get("key") is not None and row.get("changeable") is not None
+    }

@@ -1,6 +1,6 @@
-"""The config checker runs PgBouncer as its OS user with that user's supplementary groups
+"""The dry start (module_utils/_check_config.py) runs PgBouncer as its OS user with that user's supplementary groups
 (issue 15, item 11): a TLS key readable through a group (ssl-cert, mode 0640) is readable
-by the service, so the checker must not refuse the config. Runs as root (as here and in CI)
+by the service, so the dry start must not refuse the config. Runs as root (as here and in CI)
 with a user of this machine that has a supplementary group (postgres in ssl-cert on a node),
 else nobody with a made-up one.
 Under a second."""
@@ -8,7 +8,6 @@ Under a second."""
 from __future__ import annotations
 
 import grp
-import importlib.util
 import os
 import pwd
 import shutil
@@ -19,14 +18,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "roles" / "pgbouncer" / "files" / "pgbouncer_check_config.py"
+sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
+
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _check_config  # noqa: E402
 
 
 def checker():
-    spec = importlib.util.spec_from_file_location("check_config", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _check_config
 
 
 def user_with_a_supplementary_group():
@@ -55,7 +53,7 @@ def test_privileges_name_the_users_own_groups(monkeypatch):
     assert module.privileges(entry) == {}
 
 
-def test_a_key_readable_through_a_group_is_accepted(monkeypatch, capsys):
+def test_a_key_readable_through_a_group_is_accepted(monkeypatch):
     """A stand-in pgbouncer that, like the real one, comes up only if it can read the key."""
     if os.geteuid() != 0:
         pytest.fail("runs as root (it switches to another user)")
@@ -79,10 +77,11 @@ def test_a_key_readable_through_a_group_is_accepted(monkeypatch, capsys):
         fake.write_text("#!/bin/sh\nif cat %s >/dev/null 2>&1; then echo 'LOG process up'; exec sleep 30; fi\n"
                         "echo 'FATAL could not load key file: Permission denied'; exit 1\n" % key)
         os.chmod(fake, 0o755)
-        ini = Path(directory, "pgbouncer.ini")
-        ini.write_text("[databases]\n[pgbouncer]\nclient_tls_key_file = %s\n" % key)
-        monkeypatch.setattr(sys, "argv", ["pgbouncer-check-config", "--user", entry.pw_name, "--timeout", "5",
-                                          "--pgbouncer", str(fake), str(ini)])
-        assert module.main() == 0, capsys.readouterr().err
+        text = "[databases]\n[pgbouncer]\nclient_tls_key_file = %s\n" % key
+        assert module.dry_start(str(fake), text, entry.pw_name, timeout=5) is None
+        # The same without the group: refused, with PgBouncer's own words.
+        os.chown(key, 0, 0)
+        assert module.dry_start(str(fake), text, entry.pw_name, timeout=5) == [
+            "FATAL could not load key file: Permission denied"]
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -1,7 +1,7 @@
 """PgBouncer listens on 127.0.0.1 too by default (issue 15): `psql -h localhost -p 6432` and
 `psql -h 127.0.0.1 -p 6432 -U pgbouncer pgbouncer` work on the node. The filter that builds
 listen_addr, and the lab's pgbouncer.ini as scripts/render-lab-ini renders it with the role's
-own template, defaults and vars (about 8 s, controller only)."""
+own defaults and vars and the pgbouncer_config module's renderer (about 8 s, controller only)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""No secret of pgbouncer.ini in Ansible's output: the masked --diff, and no_log where the
-file or the [databases] entries pass through a task result."""
+"""No secret of pgbouncer.ini in Ansible's output: the masked --diff, no_log on the passwords
+of [databases] entries, and no_log where the entries pass through a task result."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini  # noqa: E402
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _check_config, _ini  # noqa: E402
+from ansible_collections.pgbouncer.cluster.plugins.modules import pgbouncer_config  # noqa: E402
 
 TASKS = ROOT / "roles" / "pgbouncer" / "tasks"
 TOKEN = "S3cr"  # in every secret below, so a leak of any part of one is seen
@@ -71,33 +71,28 @@ def test_masked_diff_shows_a_changed_password_without_it():
     assert TOKEN not in "\n".join(_ini.masked_diff("", new))  # first run: no file yet
 
 
-def test_the_live_file_is_read_under_no_log_and_never_a_loop_item():
-    assert task("configure.yml", "Read the current pgbouncer.ini").get("no_log") is True
-    # Loop items are printed with -v: the tasks that use the file loop over the processes.
+def test_the_ini_is_written_by_one_module_call_that_never_prints_the_file():
+    """No task of the role reads the live file (a slurp result, or a loop item, is printed
+    with -v): the module reads it on the node and returns only a masked diff."""
     tasks = yaml.safe_load((TASKS / "configure.yml").read_text())
-    users = [item for item in tasks if "__pgbouncer_current_ini" in str(item) and "register" not in item]
-    assert [item["name"] for item in users] == ["Decide between reload and restart", "Show the change to pgbouncer.ini, secrets masked"]
-    assert all(item["loop"] == "{{ __pgbouncer_processes }}" for item in users)
+    assert not [item["name"] for item in tasks if "ansible.builtin.slurp" in item or "loop" in item and "ini" in item["name"]]
+    write = task("configure.yml", "Write pgbouncer.ini")
+    assert "loop" not in write and write["register"] == "__pgbouncer_config"
+    assert write["pgbouncer.cluster.pgbouncer_config"]["databases"] == "{{ pgbouncer_databases }}"
+
+
+def test_database_passwords_are_a_no_log_option():
+    spec = pgbouncer_config.argument_spec()
+    assert spec["databases"]["options"]["password"]["no_log"] is True
+    # Only the password: no_log on the whole list would mask every host and port in the diff.
+    assert [key for key, option in spec["databases"]["options"].items() if option.get("no_log")] == ["password"]
 
 
 def test_the_pooler_description_with_the_databases_is_set_under_no_log():
     assert task("preflight.yml", "Describe this pooler for the sizing check").get("no_log") is True
 
 
-def test_the_ini_write_shows_no_diff_and_the_masked_one_does():
-    write = task("configure.yml", "Write pgbouncer.ini")
-    assert write.get("diff") is False
-    show = task("configure.yml", "Show the change to pgbouncer.ini, secrets masked")
-    assert "pgbouncer.cluster.pgbouncer_ini_diff" in show["ansible.builtin.debug"]["msg"]
-    assert show["when"] == "ansible_diff_mode"
-    # Its loop items are printed with -v: they must not be the slurp results (the file).
-    assert show["loop"] == "{{ __pgbouncer_processes }}"
-
-
-def test_the_config_check_hides_passwords_in_what_pgbouncer_logs():
-    spec = importlib.util.spec_from_file_location("check_config", ROOT / "roles" / "pgbouncer" / "files" / "pgbouncer_check_config.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_the_dry_start_hides_passwords_in_what_pgbouncer_logs():
     line = "2026-01-01 00:00:00 UTC [1] ERROR invalid value \"host=a password='S3cr'' x' pool_size=1\" for parameter appdb"
-    assert module.masked(line) == "2026-01-01 00:00:00 UTC [1] ERROR invalid value \"host=a password=********"
-    assert module.masked("FATAL cannot load config file") == "FATAL cannot load config file"
+    assert _check_config.masked(line) == "2026-01-01 00:00:00 UTC [1] ERROR invalid value \"host=a password=********"
+    assert _check_config.masked("FATAL cannot load config file") == "FATAL cannot load config file"

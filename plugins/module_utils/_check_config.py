@@ -1,30 +1,32 @@
-"""Check a candidate pgbouncer.ini by starting the real pgbouncer on it, away from the live one.
-
-Usage: pgbouncer-check-config [--user postgres] [--timeout 3] FILE
+# Copyright: pgbouncer.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The dry start: the real pgbouncer started on a candidate pgbouncer.ini, away from the
+live one, to learn whether it would start with it.
 
 The candidate is copied to a private directory with its listener moved to a free port on
 127.0.0.1 and its socket, pid file and log moved there too, so the running PgBouncer is not
 touched. PgBouncer refuses a config it cannot load (unknown key, bad value, bad [databases]
 line, unreadable auth_file or TLS file) with FATAL and exits; a config it accepts keeps
-running, and is then stopped. Exit status 0 means PgBouncer would start with FILE.
-Installed by the pgbouncer.cluster pgbouncer role (as the validate step of pgbouncer.ini).
+running, and is then stopped. What the copy overrides (listen_addr, listen_port) is checked
+by _listen.py instead.
+
+Private to this collection: the API may change without notice.
 """
 
-import argparse
+from __future__ import annotations
+
 import os
 import pwd
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 
 
-# Settings moved out of the live instance's way; the rest of the file is checked as it is.
 def overrides(directory, port):
+    """Settings moved out of the live instance's way; the rest of the file is checked as it is."""
     return {
         "listen_addr": "127.0.0.1",
         "listen_port": str(port),
@@ -44,15 +46,6 @@ SECRET = re.compile(r"(passw\w*\s*=).*", re.IGNORECASE)
 
 def masked(line):
     return SECRET.sub(r"\1********", line)
-
-
-def read_log(stream, lines, up, ended):
-    """Collect PgBouncer's log lines; flag the line it writes once it is up, and its exit."""
-    for line in stream:
-        lines.append(line.rstrip("\n"))
-        if "process up" in line:
-            up.set()
-    ended.set()
 
 
 def free_port():
@@ -94,47 +87,58 @@ def privileges(entry):
     return dict(user=entry.pw_uid, group=entry.pw_gid, extra_groups=os.getgrouplist(entry.pw_name, entry.pw_gid))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
-    parser.add_argument("--user", default="postgres", help="OS user PgBouncer runs as")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds PgBouncer may take to come up")
-    parser.add_argument("--pgbouncer", default=shutil.which("pgbouncer") or "/usr/sbin/pgbouncer")
-    parser.add_argument("file")
-    args = parser.parse_args()
+def problems(lines, ended, timeout):
+    """The lines that say why PgBouncer did not come up, secrets masked."""
+    found = [line for line in lines if " ERROR " in line or " FATAL " in line] or lines[-5:]
+    if not ended:
+        found.append("(not up within %s s)" % timeout)
+    return [masked(line) for line in found]
 
-    entry = pwd.getpwnam(args.user)
-    with open(args.file, encoding="utf-8") as handle:
-        text = handle.read()
+
+def _wait(proc, log_path, timeout):
+    """(up, ended, output lines): whether PgBouncer logged "process up", and whether it
+    exited by itself, before `timeout` seconds passed. Its output goes to a file, read as it
+    grows: no thread needed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ended = proc.poll() is not None
+        # Read after the poll: what an exited process wrote is all there.
+        with open(log_path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+        if "process up" in text or ended or time.monotonic() >= deadline:
+            return "process up" in text, ended, text.splitlines()
+        time.sleep(0.05)
+
+
+def dry_start(binary, text, user, timeout=10.0):
+    """None when pgbouncer `binary`, run as OS `user`, starts with config `text`; else the
+    list of lines (secrets masked) that say why it does not."""
+    entry = pwd.getpwnam(user)
+    root = os.geteuid() == 0
     directory = tempfile.mkdtemp(prefix="pgbouncer-check-")
     try:
-        os.chown(directory, entry.pw_uid, entry.pw_gid)
+        if root:
+            os.chown(directory, entry.pw_uid, entry.pw_gid)
         candidate = os.path.join(directory, "pgbouncer.ini")
         with open(candidate, "w", encoding="utf-8") as handle:
             handle.write(rewrite(text, overrides(directory, free_port())))
-        os.chown(candidate, entry.pw_uid, entry.pw_gid)
-        proc = subprocess.Popen([args.pgbouncer, candidate], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                **privileges(entry))
-        lines, up, ended = [], threading.Event(), threading.Event()
-        reader = threading.Thread(target=read_log, args=(proc.stdout, lines, up, ended), daemon=True)
-        reader.start()
-        for _attempt in range(int(args.timeout * 20)):
-            if up.is_set() or ended.is_set():
-                break
-            time.sleep(0.05)
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(timeout=10)
-        if up.is_set():
-            return 0
-        reader.join(timeout=5)
-        problems = [line for line in lines if " ERROR " in line or " FATAL " in line] or lines[-5:]
-        if not ended.is_set():
-            problems.append("(not up within %s s)" % args.timeout)
-        sys.stderr.write("pgbouncer would not start with %s:\n%s\n" % (args.file, "\n".join(map(masked, problems))))
-        return 1
+        if root:
+            os.chown(candidate, entry.pw_uid, entry.pw_gid)
+        # Opened here, so PgBouncer writes it through the inherited descriptor whoever it runs as.
+        log_path = os.path.join(directory, "output.log")
+        with open(log_path, "w", encoding="utf-8") as log:
+            proc = subprocess.Popen([binary, candidate], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    **privileges(entry))
+        try:
+            up, ended, lines = _wait(proc, log_path, timeout)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return None if up else problems(lines, ended, timeout)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
