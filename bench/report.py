@@ -13,6 +13,7 @@ run per variant) still render, with n=1 and no difference quoted.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -260,8 +261,8 @@ def stats_cell(entries: list[dict], metric=tps, digits: int = 0) -> str:
     if found["n"] == 1:
         text = _num(found["median"], digits)
     else:
-        text = "%s [%s-%s] %s" % (_num(found["median"], digits), _num(found["min"], digits), _num(found["max"], digits),
-                                   "%.0f%%" % (100 * found["spread"]) if found["spread"] is not None else "")
+        spread = "%.0f%%" % (100 * found["spread"]) if found["spread"] is not None else ""
+        text = "%s [%s-%s] %s" % (_num(found["median"], digits), _num(found["min"], digits), _num(found["max"], digits), spread)
     if found["failed"]:
         text += " (%d failed)" % found["failed"]
     return text.strip()
@@ -460,7 +461,7 @@ def path_lines(results: dict) -> list[str]:
                 diffs = interleave.paired_differences([latency(entry) for entry in runs], [direct_lat.get(entry.get("round")) for entry in runs])
                 if diffs:
                     diffs_us = sorted(1000 * value for value in diffs)
-                    added = "%.0f [%.0f..%.0f]" % (interleave.summary(diffs_us)["median"], diffs_us[0], diffs_us[-1])
+                    added = "%s [%.0f..%.0f]" % (_num(statistics.median(diffs_us)), diffs_us[0], diffs_us[-1])
             out.append("| %s | %s | %s | %s |" % (PATH_LABELS[target], stats_cell(runs), stats_cell(runs, latency, 3), added))
         out.append("")
     return out
@@ -656,18 +657,40 @@ README_HEAD = """\
 # `make bench`: PgBouncer against direct PostgreSQL, on the lab
 
 This page is written by `make bench` (bench/run.py) from its latest published run, except
-[findings.md](findings.md), which a person writes after reading the numbers. The raw data of
-the run is [results.json](results.json).
+[findings.md](findings.md), which a person writes after reading the numbers; the run's section
+"Comparisons (generated from the interleaved runs)" is generated from the numbers. The raw
+data of the run is [results.json](results.json).
 
-What it runs, all from the lab's app node to one PostgreSQL node (`BENCH_NODE`, default
-pg-srv1): pgbench `-C -S` (a new connection per transaction) and `-S` (persistent), 20
-clients, to PostgreSQL on 5432 (direct) and to PgBouncer on 6432 of the same node (pooled),
-for a scram-sha-256 user and an md5 user; the same churn with PgBouncer's
-log_connections/log_disconnections off and with auth_type=md5 (set through the admin console,
-set back afterwards); 1000 clients held open through the node (`bench/fanin_client.py`),
-counting errors, PgBouncer's server connections (SHOW POOLS/SHOW SERVERS) and the memory of
-the PostgreSQL backends; and site.yml on fresh extra lab nodes (cold, then warm) for each lab
-size. `BENCH_*` variables (see bench/run.py) set the durations, the node and the phases.
+What it runs, all from the lab's app node (`BENCH_PHASES`; bench/run.py's docstring has every
+`BENCH_*` setting):
+
+- **churn** (about 25 min): pgbench `-C -S` (a new connection per transaction), 20 clients,
+  to PostgreSQL on 5432 (direct) and PgBouncer on 6432 of the bench node (`BENCH_NODE`,
+  default pg-srv1), a scram-sha-256 and an md5 user; pooled also with
+  log_connections/log_disconnections off, auth_type=md5 and server_reset_query='' (set through
+  the admin console, set back after each run).
+- **persistent** (about 2 min): pgbench `-S`, connections kept, direct and pooled.
+- **fanin** (about 3 min): 1000 clients held open through the node (`bench/fanin_client.py`):
+  errors, PgBouncer's server connections, the memory of the backends.
+- **path** (about 8 min): pgbench `-S` at 1 and 20 clients (and simple-update at 1) to the
+  primary's 5432, its PgBouncer, VIP:5000 (HAProxy, rw) and VIP:5001 (HAProxy, ro to the
+  replicas): tps, latency, and the microseconds each path adds.
+- **socket** (about 3 min): PgBouncer to its PostgreSQL over the unix socket against TCP (a
+  temporary `appdb_sock` entry, host=/var/run/postgresql), pgbench `-S`, 20 clients.
+- **reuseport** (about 12 min): `pgbouncer_processes` 1 against 2 (so_reuseport): churn and a
+  400-client fan-in, each switch a converge of the bench node.
+- **ansible** (about 8 min): site.yml on fresh extra lab nodes (cold, then warm) per lab size.
+- **switchover** (about 3 min): writes through VIP:5000 across switchover.yml, a bare
+  patronictl switchover and a failover ([switchover.md](switchover.md)).
+
+About 65 minutes in all. Each comparison runs interleaved, A, B, A, B, ... (`BENCH_REPEATS`,
+5 rounds), and before every run the app node waits until fewer than 1000 of its sockets toward
+the run's port are in TIME_WAIT (at most 75 s; `BENCH_SETTLE_*`): in an earlier run the order
+of the runs, not the setting, decided the result. A cell is the median of the runs, [min-max],
+and the spread, (max - min) / median. A difference is quoted only when the medians differ by
+more than the range of both variants; otherwise it is "within noise". Every phase is bounded:
+each run by its timeout, each settle step and converge by its own, and no new round starts
+once a phase has run `BENCH_PHASE_BUDGET` (45 min).
 
 """
 

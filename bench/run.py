@@ -1,15 +1,46 @@
 """`make bench`: measure PgBouncer (6432) against direct PostgreSQL (5432) on the podman lab.
 
-Phases (BENCH_PHASES, comma-separated, all by default):
+Phases (BENCH_PHASES, comma-separated, all by default, in this order):
   churn       pgbench -C -S, direct and pooled, a scram-sha-256 and an md5 user, and the cost
-              of PgBouncer's log_connections/log_disconnections (set through the console)
+              of PgBouncer's log_connections/log_disconnections and server_reset_query (set
+              through the console for the run, set back after it)
   persistent  pgbench -S, direct and pooled
   fanin       BENCH_FANIN_CLIENTS clients held open through one node, direct and pooled
+  path        pgbench -S at each BENCH_PATH_CLIENTS (and simple-update, -N, at each
+              BENCH_PATH_WRITE_CLIENTS) to the primary's 5432, the primary's 6432, VIP:5000
+              (HAProxy -> the primary's pooler) and VIP:5001 (HAProxy -> the replicas' poolers,
+              selects only): tps, latency, and the microseconds each path adds over direct
+  socket      the bench node's PgBouncer to its PostgreSQL over the unix socket against TCP:
+              a converge adds [databases] appdb_sock (host=/var/run/postgresql), pgbench -S
+              to appdb and appdb_sock through 6432, a last converge removes the entry
+  reuseport   pgbouncer_processes 1 against 2 (so_reuseport): churn and a fan-in of
+              BENCH_REUSEPORT_FANIN_CLIENTS, each switch a converge of the bench node
+              (site.yml --limit), the inventory's setting converged back at the end
   ansible     cold converge and warm re-run of site.yml on fresh extra nodes, per lab size
   switchover  writes through VIP:5000 (BENCH_CLIENTS pgbench clients, connections kept) across
               playbooks/switchover.yml, across a bare `patronictl switchover`, and a reconnecting
               writer across a failover (Patroni stopped on the primary): failed transactions,
               clients cut, the longest transaction, the write gap, rows against acknowledged
+
+Interleaving (bench/interleave.py): churn, persistent, path, socket and reuseport run each
+comparison's variants round by round, A, B, A, B, ... (BENCH_REPEATS rounds). Before every run
+the app node settles: the bench waits until fewer than BENCH_SETTLE_TIME_WAIT of its sockets
+toward the run's port are in TIME_WAIT (`ss -tan state time-wait`), at most
+BENCH_SETTLE_MAX_SECONDS, and records the wait. The report gives each variant's median, [min-max]
+and spread ((max - min) / median), and quotes a difference only when the medians differ by more
+than the range of both variants ("within noise" otherwise).
+
+Bounds: every pgbench run has `timeout` (its -T + 60 s) and ssh (+ 90 s); every settle step
+BENCH_SETTLE_MAX_SECONDS; every converge BENCH_CONVERGE_TIMEOUT; a fan-in its ramp timeout +
+hold + 120 s; the interleaved phases run at most BENCH_REPEATS rounds and start no new round
+once the phase has run BENCH_PHASE_BUDGET seconds (noted as "cut short" in the report). All
+traffic goes from the app node to lab addresses (10.129.0.x), checked before each command.
+
+Time with the defaults, on the 2-core lab machine (estimates; results.json records each phase's
+duration in meta.phase_s): churn about 25 min (most of it waiting for TIME_WAIT to drain after
+each md5 pooled run, about 60 s each), persistent 2, fanin 3, path 8, socket 3, reuseport 12
+(10 converges), ansible 8, switchover 3: about 65 minutes in all. BENCH_REPEATS=2 and
+BENCH_PHASES pick a quicker look (a difference is quoted only with 5 runs per variant).
 
 The client is always the app node. Settings changed on the bench node are set back when the
 phase ends, and checked again at the very end, whatever happened. Output goes to
@@ -21,12 +52,19 @@ Settings (environment):
   BENCH_NODE=pg-srv1           the PostgreSQL+PgBouncer node measured (pg-srvN or 10.129.0.x), or
                                "fresh": a new node (pg-srv10) prepared and converged like the lab,
                                removed at the end (leaves pg-srv1..3 alone; about 2 minutes more)
-  BENCH_PHASES=churn,persistent,fanin,ansible
+  BENCH_PHASES=churn,persistent,fanin,path,socket,reuseport,ansible,switchover
   BENCH_CLIENTS=20 BENCH_THREADS=2 BENCH_SCALE=1     pgbench -c, -j, and -i -s
-  BENCH_CHURN_SECONDS=10 BENCH_PERSISTENT_SECONDS=10 pgbench -T of each run
+  BENCH_CHURN_SECONDS=5 BENCH_PERSISTENT_SECONDS=5   pgbench -T of each run
+  BENCH_REPEATS=5              rounds of each interleaved comparison
+  BENCH_SETTLE_TIME_WAIT=1000 BENCH_SETTLE_MAX_SECONDS=75   the settle step before each run
+  BENCH_PHASE_BUDGET=2700      seconds after which an interleaved phase starts no new round
   BENCH_SSLMODE=disable        libpq sslmode of every client (prefer: TLS wherever offered)
   BENCH_FANIN_CLIENTS=1000 BENCH_FANIN_SECONDS=20 BENCH_FANIN_INTERVAL=0.5
   BENCH_FANIN_CONCURRENCY=50 BENCH_FANIN_RAMP_TIMEOUT=180   logins at a time, and for all of them
+  BENCH_PATH_SECONDS=5 BENCH_PATH_CLIENTS=1,20 BENCH_PATH_WRITE_CLIENTS=1   (empty: no writes)
+  BENCH_SOCKET_SECONDS=5       pgbench -T of each socket run (BENCH_CLIENTS clients)
+  BENCH_REUSEPORT_SECONDS=5 BENCH_REUSEPORT_FANIN_CLIENTS=400 BENCH_REUSEPORT_FANIN_SECONDS=10
+  BENCH_CONVERGE_TIMEOUT=300   per site.yml --limit <node> of the socket and reuseport phases
   BENCH_ANSIBLE_SIZES=3,6      lab sizes converged from fresh nodes (extra nodes pg-srv4..10)
   BENCH_ANSIBLE_TIMEOUT=900    per ansible-playbook run
   BENCH_SWITCHOVER_SECONDS=24 BENCH_FAILOVER_SECONDS=25   write load of each switchover and the failover
@@ -108,7 +146,7 @@ class Settings:
         self.repeats = interleave.repeats_from(os.environ.get("BENCH_REPEATS"))
         self.settle_threshold = env_int("BENCH_SETTLE_TIME_WAIT", 1000)
         self.settle_max_wait = env_float("BENCH_SETTLE_MAX_SECONDS", 75)
-        self.phase_budget = env_int("BENCH_PHASE_BUDGET", 1800)
+        self.phase_budget = env_int("BENCH_PHASE_BUDGET", 2700)
         self.fanin_clients = env_int("BENCH_FANIN_CLIENTS", 1000)
         self.fanin_s = env_int("BENCH_FANIN_SECONDS", 20)
         self.fanin_interval = env_float("BENCH_FANIN_INTERVAL", 0.5)
