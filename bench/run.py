@@ -201,6 +201,8 @@ class Bench:
         if self.fresh:
             self.s.node = "pg-srv%d" % LAST_SLOT
         self.ip = node_ip(self.s.node)
+        # The inventory name of the node (BENCH_NODE may be its address): pg-srvN is 10.129.0.(20+N).
+        self.name = "pg-srv%d" % (int(self.ip.rsplit(".", 1)[1]) - 20)
         self.config: dict[str, str] = {}
         self.touched: set[str] = set()
         self.results: dict = {"meta": {}, "churn": [], "persistent": [], "fanin": {}, "path": [], "socket": [], "reuseport": [],
@@ -389,7 +391,8 @@ class Bench:
                 break
             settled = self.settle(by_name[name]["port"])
             entry = run(by_name[name], number)
-            entry.update({"round": number, "settle": settled, "comparison": label})
+            entry.setdefault("settle", settled)  # a run that converged first settles again and keeps that one
+            entry.update({"round": number, "comparison": label})
             entries.append(entry)
         return entries
 
@@ -465,7 +468,7 @@ class Bench:
     def converge_node(self, label: str, extra_vars: dict | None = None) -> float:
         """site.yml limited to the bench node (as tests/integration/test_processes.py does), with
         extra variables from a file in raw/; bounded by BENCH_CONVERGE_TIMEOUT. Returns seconds."""
-        extra: tuple[str, ...] = ("--limit", self.s.node)
+        extra: tuple[str, ...] = ("--limit", self.name)
         if extra_vars:
             path = self.raw / ("vars-%s.json" % safe_name(label))
             path.write_text(json.dumps(extra_vars, indent=2))
@@ -473,8 +476,8 @@ class Bench:
         self.log("converging %s: %s" % (self.s.node, label))
         seconds, rc, output = ansible_playbook(self.inventory, "playbooks/site.yml", self.s.converge_timeout, extra)
         (self.raw / ("converge-%s.log" % safe_name(label))).write_text(output)
-        if rc != 0 or self.s.node not in recap(output):
-            raise BenchError("site.yml --limit %s (%s) failed (exit %d):\n%s" % (self.s.node, label, rc, output[-3000:]))
+        if rc != 0 or self.name not in recap(output):
+            raise BenchError("site.yml --limit %s (%s) failed (exit %d):\n%s" % (self.name, label, rc, output[-3000:]))
         self.log("converged %s (%s) in %.1f s" % (self.s.node, label, seconds))
         return round(seconds, 1)
 
@@ -539,14 +542,17 @@ class Bench:
                 state.update(processes=variant["processes"], changed=True)
                 if self.live_processes() != variant["processes"]:
                     raise BenchError("%s does not run %d PgBouncer processes after the converge" % (self.s.node, variant["processes"]))
-                # The converge may have left client sockets of its own checks: settle again.
-                self.settle(6432)
+            # Settle (again, after a converge): the converge's own checks leave client sockets too.
+            settled = self.settle(6432) if converge_s is not None else None
             churn = self.pgbench("reuseport churn %s r%d" % (variant["name"], number), SCRAM_USER, SCRAM_DB, 6432, True, self.s.reuseport_s)
             fanin = self.fanin_one("pooled", 6432, clients=self.s.reuseport_fanin_clients, hold=self.s.reuseport_fanin_s,
                                    label="reuseport %s r%d" % (variant["name"], number))
             keep = ("clients", "connected", "errors", "connect_errors", "query_errors", "ramp_s", "qps", "latency_ms")
-            return {"variant": variant["name"], "processes": variant["processes"], "converge_s": converge_s, "pgbench": churn,
-                    "fanin": {key: fanin.get(key) for key in keep}}
+            entry = {"variant": variant["name"], "processes": variant["processes"], "converge_s": converge_s, "pgbench": churn,
+                     "fanin": {key: fanin.get(key) for key in keep}}
+            if settled is not None:
+                entry["settle"] = settled
+            return entry
 
         try:
             variants = [{"name": "1 process", "processes": 1, "port": 6432}, {"name": "2 processes", "processes": 2, "port": 6432}]
@@ -931,7 +937,7 @@ def publish(out: Path, markdown: str, results: dict) -> None:
         (docs / "switchover.md").write_text("\n".join(["# pgbouncer.cluster bench: switchover and failover", "",
                                                        "Run %s, %s." % (results["meta"].get("started", "?"), results["meta"].get("git", "?")), "",
                                                        *report.switchover_lines(results)[2:]]))
-    if not any(results.get(phase) for phase in ("churn", "persistent", "fanin", "ansible")):
+    if not any(results.get(phase) for phase in ("churn", "persistent", "fanin", "path", "socket", "reuseport", "ansible")):
         return
     shutil.copy(out / "bench.png", docs / "bench.png")
     shutil.copy(out / "results.json", docs / "results.json")
@@ -1017,6 +1023,10 @@ def main() -> int:
         print("  " + line)
     for goal in summary["goals"]:
         print("  goal %-75s %s: %s" % (goal["goal"], {True: "met", False: "NOT met", None: "n/a"}[goal["met"]], goal["value"]))
+    for item in summary["comparisons"]:
+        print("  " + report.finding(item).replace("**", ""))
+    for note in results["meta"].get("cut_short") or []:
+        print("  CUT SHORT: " + note)
     return 0
 
 
