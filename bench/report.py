@@ -677,13 +677,13 @@ What it runs, all from the lab's app node (`BENCH_PHASES`; bench/run.py's docstr
   replicas): tps, latency, and the microseconds each path adds.
 - **socket** (about 3 min): PgBouncer to its PostgreSQL over the unix socket against TCP (a
   temporary `appdb_sock` entry, host=/var/run/postgresql), pgbench `-S`, 20 clients.
-- **reuseport** (about 12 min): `pgbouncer_processes` 1 against 2 (so_reuseport): churn and a
+- **reuseport** (about 15 min): `pgbouncer_processes` 1 against 2 (so_reuseport): churn and a
   400-client fan-in, each switch a converge of the bench node.
 - **ansible** (about 8 min): site.yml on fresh extra lab nodes (cold, then warm) per lab size.
 - **switchover** (about 3 min): writes through VIP:5000 across switchover.yml, a bare
   patronictl switchover and a failover ([switchover.md](switchover.md)).
 
-About 65 minutes in all. Each comparison runs interleaved, A, B, A, B, ... (`BENCH_REPEATS`,
+About 70 minutes in all. Each comparison runs interleaved, A, B, A, B, ... (`BENCH_REPEATS`,
 5 rounds), and before every run the app node waits until fewer than 1000 of its sockets toward
 the run's port are in TIME_WAIT (at most 75 s; `BENCH_SETTLE_*`): in an earlier run the order
 of the runs, not the setting, decided the result. A cell is the median of the runs, [min-max],

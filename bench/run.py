@@ -38,8 +38,8 @@ traffic goes from the app node to lab addresses (10.129.0.x), checked before eac
 
 Time with the defaults, on the 2-core lab machine (estimates; results.json records each phase's
 duration in meta.phase_s): churn about 25 min (most of it waiting for TIME_WAIT to drain after
-each md5 pooled run, about 60 s each), persistent 2, fanin 3, path 8, socket 3, reuseport 12
-(10 converges), ansible 8, switchover 3: about 65 minutes in all. BENCH_REPEATS=2 and
+each md5 pooled run, about 60 s each), persistent 2, fanin 3, path 8, socket 3, reuseport 15
+(10 converges of 30-60 s), ansible 8, switchover 3: about 70 minutes in all. BENCH_REPEATS=2 and
 BENCH_PHASES pick a quicker look (a difference is quoted only with 5 runs per variant).
 
 The client is always the app node. Settings changed on the bench node are set back when the
