@@ -1,14 +1,26 @@
-"""Ratios, reference goals, the Markdown table and the plot of a bench run.
+"""Medians, spreads, comparisons, reference goals, the Markdown table and the plot of a bench run.
 
 Everything but plot() is pure: it reads the results dict that bench/run.py writes as
 results.json, so a past run can be re-rendered with `python3 -m bench.report DIR`.
+
+Each comparison's variants ran interleaved (bench/interleave.py): a variant is shown as the
+median of its runs with [min-max] and the spread, (max - min) / median. The generated
+findings quote a difference only when interleave.compare() finds it larger than the range of
+both variants; otherwise they say "within noise". Results of runs before interleaving (one
+run per variant) still render, with n=1 and no difference quoted.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # python3 bench/report.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import interleave  # noqa: E402
 
 # The issue's reference goals: reported, never pass/fail.
 GOALS = {
@@ -20,6 +32,10 @@ GOALS = {
 }
 # Churn variants through PgBouncer, and the same with log_connections/log_disconnections off.
 LOGGING_OFF = {"as deployed": "logging off", "auth_type=md5": "auth_type=md5, logging off"}
+CHURN_VARIANTS = ("as deployed", "logging off", "auth_type=md5", "auth_type=md5, logging off", "auth_type=md5, no server_reset_query")
+PATH_TARGETS = ("direct", "pooler", "haproxy rw", "haproxy ro")
+PATH_LABELS = {"direct": "primary:5432 direct", "pooler": "primary's PgBouncer :6432", "haproxy rw": "VIP:5000 (HAProxy, rw)",
+               "haproxy ro": "VIP:5001 (HAProxy, ro: replicas)"}
 
 
 def tps(entry: dict | None) -> float | None:
@@ -29,11 +45,36 @@ def tps(entry: dict | None) -> float | None:
     return entry["pgbench"]["tps"]
 
 
+def latency(entry: dict | None) -> float | None:
+    """Average latency (ms) of a clean pgbench entry, else None."""
+    if tps(entry) is None:
+        return None
+    return entry["pgbench"].get("latency_avg_ms")
+
+
 def find(entries: list[dict], **match) -> dict | None:
     for entry in entries:
         if all(entry.get(key) == value for key, value in match.items()):
             return entry
     return None
+
+
+def find_all(entries: list[dict], **match) -> list[dict]:
+    """Every run of a variant, in round order."""
+    found = [entry for entry in entries if all(entry.get(key) == value for key, value in match.items())]
+    return sorted(found, key=lambda entry: entry.get("round", 0))
+
+
+def stats(entries: list[dict], metric=tps) -> dict | None:
+    """interleave.summary() of metric over the entries; None when there are none."""
+    if not entries:
+        return None
+    return interleave.summary(metric(entry) for entry in entries)
+
+
+def median(entries: list[dict], metric=tps) -> float | None:
+    found = stats(entries, metric)
+    return found["median"] if found else None
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -42,38 +83,117 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 2)
 
 
+def comparisons(results: dict) -> list[dict]:
+    """Every A-against-B comparison of the run, with both summaries and interleave.compare()."""
+    found = []
+
+    def add(phase, label, unit, a_name, a_entries, b_name, b_entries, metric=tps):
+        a, b = stats(a_entries, metric), stats(b_entries, metric)
+        if a is None or b is None:
+            return
+        found.append({"phase": phase, "label": label, "unit": unit, "a": a_name, "b": b_name, "a_stats": a, "b_stats": b,
+                      **interleave.compare(a, b)})
+
+    churn = results.get("churn", [])
+    for auth, user, base in (("scram-sha-256", "scram-sha-256 user", "as deployed"), ("md5", "md5 user", "auth_type=md5")):
+        pooled = find_all(churn, user_auth=auth, target="pooled", variant=base)
+        add("churn", "churn, %s: pooled (%s) against direct" % (user, base), "tps", "pooled", pooled,
+            "direct", find_all(churn, user_auth=auth, target="direct"))
+        add("churn", "churn, %s: PgBouncer log_connections/log_disconnections off against on" % user, "tps",
+            "off", find_all(churn, user_auth=auth, target="pooled", variant=LOGGING_OFF[base]), "on", pooled)
+    add("churn", "churn, md5 user (session mode): server_reset_query '' against DISCARD ALL", "tps",
+        "''", find_all(churn, user_auth="md5", target="pooled", variant="auth_type=md5, no server_reset_query"),
+        "DISCARD ALL", find_all(churn, user_auth="md5", target="pooled", variant="auth_type=md5"))
+    add("churn", "churn, scram-sha-256 user: auth_type=md5 against as deployed", "tps",
+        "auth_type=md5", find_all(churn, user_auth="scram-sha-256", target="pooled", variant="auth_type=md5"),
+        "as deployed", find_all(churn, user_auth="scram-sha-256", target="pooled", variant="as deployed"))
+    persistent = results.get("persistent", [])
+    add("persistent", "persistent: pooled against direct", "tps", "pooled", find_all(persistent, target="pooled"),
+        "direct", find_all(persistent, target="direct"))
+    path = results.get("path", [])
+    for script, clients in path_groups(path):
+        direct = find_all(path, script=script, clients=clients, target="direct")
+        for target in PATH_TARGETS[1:]:
+            runs = find_all(path, script=script, clients=clients, target=target)
+            add("path", "path, %s, %d client%s: latency through %s against direct" % (script, clients, "" if clients == 1 else "s",
+                PATH_LABELS[target]), "ms", target, runs, "direct", direct, latency)
+    socket = results.get("socket", [])
+    for metric, unit in ((tps, "tps"), (latency, "ms")):
+        add("socket", "PgBouncer to its PostgreSQL, pgbench -S: unix socket against TCP (%s)" % ("tps" if unit == "tps" else "latency"),
+            unit, "unix socket", find_all(socket, variant="unix socket"), "tcp", find_all(socket, variant="tcp"), metric)
+    reuseport = results.get("reuseport", [])
+    two, one = find_all(reuseport, processes=2), find_all(reuseport, processes=1)
+    add("reuseport", "churn (pgbench -C -S): 2 PgBouncer processes against 1", "tps", "2 processes", two, "1 process", one)
+    for key, label, unit in (("ramp_s", "fan-in logins, all clients", "s"), ("qps", "fan-in queries", "queries/s"),
+                             ("p99", "fan-in p99 latency", "ms")):
+        add("reuseport", "%s: 2 PgBouncer processes against 1" % label, unit, "2 processes", two, "1 process", one,
+            lambda entry, key=key: fanin_metric(entry, key))
+    return found
+
+
+def fanin_metric(entry: dict, key: str) -> float | None:
+    """A number of a reuseport entry's fan-in (None when any client failed)."""
+    fanin = entry.get("fanin") or {}
+    if fanin.get("errors") or not fanin:
+        return None
+    value = fanin.get("latency_ms", {}).get(key) if key == "p99" else fanin.get(key)
+    return None if value is None else float(value)
+
+
+def path_groups(path: list[dict]) -> list[tuple[str, int]]:
+    """(script, clients) of the path phase, in the order they ran."""
+    seen: list[tuple[str, int]] = []
+    for entry in path:
+        key = (entry["script"], entry["clients"])
+        if key not in seen:
+            seen.append(key)
+    return seen
+
+
+def finding(item: dict) -> str:
+    """One generated finding: the medians, the ratio and whether the difference is beyond the noise."""
+    a, b = item["a_stats"], item["b_stats"]
+    digits = 3 if item["unit"] == "ms" else (1 if item["unit"] == "s" else 0)
+    head = "%s: %s %s against %s %s %s" % (item["label"], item["a"], _num(a["median"], digits), item["b"], _num(b["median"], digits), item["unit"])
+    if item["ratio"] is not None:
+        head += " (%.2fx)" % item["ratio"]
+    diff = _num(abs(item["difference"]), digits) if item["difference"] is not None else "n/a"
+    noise = _num(item["noise"], digits) if item["noise"] is not None else "n/a"
+    if item["verdict"] in ("higher", "lower"):
+        return "%s: **%s beyond the noise** (difference %s %s, largest range %s)." % (head, item["verdict"], diff, item["unit"], noise)
+    if item["verdict"] == "within noise":
+        return "%s: within noise (difference %s %s, range up to %s): no effect shown." % (head, diff, item["unit"], noise)
+    return "%s: not quoted, too few clean runs (%d and %d; %d each needed)." % (head, a["n"], b["n"], interleave.MIN_RUNS)
+
+
 def summarize(results: dict) -> dict:
-    """{"ratios": {...}, "goals": [...]} from a results dict."""
+    """{"ratios": {...}, "goals": [...], "comparisons": [...]} from a results dict (ratios of medians)."""
     churn = results.get("churn", [])
     persistent = results.get("persistent", [])
     ratios: dict[str, float | None] = {}
     notes: dict[str, str] = {}
 
-    direct_scram = tps(find(churn, user_auth="scram-sha-256", target="direct"))
-    pooled_scram = tps(find(churn, user_auth="scram-sha-256", target="pooled", variant="as deployed"))
-    ratios["churn_scram"] = ratio(pooled_scram, direct_scram)
+    direct_scram = median(find_all(churn, user_auth="scram-sha-256", target="direct"))
+    ratios["churn_scram"] = ratio(median(find_all(churn, user_auth="scram-sha-256", target="pooled", variant="as deployed")), direct_scram)
 
-    direct_md5 = tps(find(churn, user_auth="md5", target="direct"))
-    md5_default = find(churn, user_auth="md5", target="pooled", variant="as deployed")
-    md5_auth = find(churn, user_auth="md5", target="pooled", variant="auth_type=md5")
-    ratios["churn_md5_role_defaults"] = ratio(tps(md5_default), direct_md5)
-    ratios["churn_md5"] = ratio(tps(md5_auth), direct_md5)
-    if md5_default and tps(md5_default) is None:
-        errors = md5_default["pgbench"].get("errors") or ["no tps"]
+    direct_md5 = median(find_all(churn, user_auth="md5", target="direct"))
+    md5_default = find_all(churn, user_auth="md5", target="pooled", variant="as deployed")
+    md5_auth = median(find_all(churn, user_auth="md5", target="pooled", variant="auth_type=md5"))
+    ratios["churn_md5_role_defaults"] = ratio(median(md5_default), direct_md5)
+    ratios["churn_md5"] = ratio(md5_auth, direct_md5)
+    if md5_default and median(md5_default) is None:
+        errors = md5_default[0]["pgbench"].get("errors") or ["no tps"]
         notes["churn_md5"] = "as deployed the md5 user cannot log in through PgBouncer (%s); measured with auth_type=md5" % short_error(errors[0])
 
     for auth, base in (("scram-sha-256", "as deployed"), ("md5", "auth_type=md5")):
-        on = tps(find(churn, user_auth=auth, target="pooled", variant=base))
-        off = tps(find(churn, user_auth=auth, target="pooled", variant=LOGGING_OFF[base]))
+        on = median(find_all(churn, user_auth=auth, target="pooled", variant=base))
+        off = median(find_all(churn, user_auth=auth, target="pooled", variant=LOGGING_OFF[base]))
         ratios["logging_on_over_off_" + ("scram" if auth != "md5" else "md5")] = ratio(on, off)
     ratios["server_reset_query_on_over_off_md5"] = ratio(
-        tps(md5_auth), tps(find(churn, user_auth="md5", target="pooled", variant="auth_type=md5, no server_reset_query")))
-    scram_with_md5 = tps(find(churn, user_auth="scram-sha-256", target="pooled", variant="auth_type=md5"))
-    ratios["churn_scram_under_auth_type_md5"] = ratio(scram_with_md5, direct_scram)
-
-    ratios["persistent"] = ratio(
-        tps(find(persistent, target="pooled", variant="as deployed")), tps(find(persistent, target="direct"))
-    )
+        md5_auth, median(find_all(churn, user_auth="md5", target="pooled", variant="auth_type=md5, no server_reset_query")))
+    ratios["churn_scram_under_auth_type_md5"] = ratio(median(find_all(churn, user_auth="scram-sha-256", target="pooled", variant="auth_type=md5")),
+                                                      direct_scram)
+    ratios["persistent"] = ratio(median(find_all(persistent, target="pooled")), median(find_all(persistent, target="direct")))
 
     goals = [
         _goal("churn, md5 user: pooled/direct", ">= %gx" % GOALS["churn_md5"], ratios["churn_md5"],
@@ -104,7 +224,7 @@ def summarize(results: dict) -> dict:
             "<= %g s, 0" % GOALS["warm_seconds"], "%.1f s, %d (%d nodes)" % (worst["warm_s"], changed, worst["nodes"]),
             worst["warm_s"] <= GOALS["warm_seconds"] and changed == 0,
         ))
-    return {"ratios": ratios, "goals": goals}
+    return {"ratios": ratios, "goals": goals, "comparisons": comparisons(results)}
 
 
 def _goal(name: str, target: str, value, met: bool | None, note: str | None = None) -> dict:
@@ -126,20 +246,49 @@ def _fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
-def _tps_cell(entry: dict | None) -> str:
-    if entry is None:
+def _num(value: float | None, digits: int = 0) -> str:
+    return "n/a" if value is None else "%.*f" % (digits, value)
+
+
+def stats_cell(entries: list[dict], metric=tps, digits: int = 0) -> str:
+    """"median [min-max] spread%" of a variant's runs, "FAILED: ..." when none ran cleanly."""
+    if not entries:
         return "not run"
-    value = tps(entry)
-    if value is None:
-        errors = entry.get("pgbench", {}).get("errors") or ["failed"]
+    found = stats(entries, metric)
+    if found["median"] is None:
+        errors = entries[0].get("pgbench", {}).get("errors") or ["failed"]
         return "FAILED: %s" % short_error(errors[0])
-    return "%.0f" % value
+    if found["n"] == 1:
+        text = _num(found["median"], digits)
+    else:
+        spread = "%.0f%%" % (100 * found["spread"]) if found["spread"] is not None else ""
+        text = "%s [%s-%s] %s" % (_num(found["median"], digits), _num(found["min"], digits), _num(found["max"], digits), spread)
+    if found["failed"]:
+        text += " (%d failed)" % found["failed"]
+    return text.strip()
+
+
+def settle_lines(results: dict) -> list[str]:
+    """How the client settled before the runs of each phase (TIME_WAIT toward the run's port)."""
+    out = []
+    for phase in ("churn", "persistent", "path", "socket", "reuseport"):
+        settles = [entry["settle"] for entry in results.get(phase, []) if entry.get("settle")]
+        if not settles:
+            continue
+        waited = [item for item in settles if item["waited_s"] >= 1]
+        unsettled = [item for item in settles if not item["settled"]]
+        out.append("- %s: %d runs; %d waited for TIME_WAIT to drain (longest %.0f s); TIME_WAIT at the start of a run at most %d%s." % (
+            phase, len(settles), len(waited), max((item["waited_s"] for item in settles), default=0),
+            max(item["after"] for item in settles),
+            "; **%d started unsettled** (max wait reached)" % len(unsettled) if unsettled else ""))
+    return out
 
 
 def markdown(results: dict, summary: dict) -> str:
     """The whole report as Markdown."""
     meta = results.get("meta", {})
     machine = meta.get("machine", {})
+    settings = meta.get("settings", {})
     out = ["# PgBouncer vs direct PostgreSQL on the lab", ""]
     out.append("Run %s, %s. Bench node %s (%s), client on the app node %s." % (
         meta.get("started", "?"), meta.get("git", "?"), meta.get("node", "?"), meta.get("node_ip", "?"), meta.get("app_ip", "?")))
@@ -149,7 +298,6 @@ def markdown(results: dict, summary: dict) -> str:
     for key, label in (("cpu", "CPU"), ("nproc", "nproc"), ("memory", "memory"), ("kernel", "kernel"),
                        ("pgbouncer", "PgBouncer"), ("postgres", "PostgreSQL"), ("pgbench", "pgbench"), ("ansible", "ansible-core")):
         out.append("| %s | %s |" % (label, machine.get(key, "?")))
-    settings = meta.get("settings", {})
     if settings:
         out.append("| bench settings | %s |" % ", ".join("%s=%s" % item for item in sorted(settings.items())))
     config = meta.get("pgbouncer_config", {})
@@ -164,6 +312,15 @@ def markdown(results: dict, summary: dict) -> str:
     if differs:
         out.append("| differs from the role defaults | %s |" % ", ".join(
             "%s=%s (role: %s)" % (key, value["live"], value["role_default"]) for key, value in sorted(differs.items())))
+    if meta.get("phase_s"):
+        out.append("| phase durations | %s |" % ", ".join("%s %.0f s" % item for item in meta["phase_s"].items()))
+    for note in meta.get("cut_short") or []:
+        out.append("| **cut short** | %s |" % note)
+    out.append("")
+    out.append("Each comparison ran interleaved, A, B, A, B, ... (%s rounds): a cell is the median over the runs, "
+               "[min-max], and the spread (max - min) / median. Before each run the app node waited until fewer than %s of its "
+               "connections toward the run's port were in TIME_WAIT (at most %s s)." % (
+                   settings.get("repeats", "?"), settings.get("settle_time_wait", "?"), settings.get("settle_max_s", "?")))
     out.append("")
 
     out.append("## Reference goals (reported, not pass/fail)")
@@ -178,6 +335,16 @@ def markdown(results: dict, summary: dict) -> str:
         out.append("| %s | %s | %s%s | %s |" % (goal["goal"], goal["target"], value, note, met))
     out.append("")
 
+    found = summary.get("comparisons") or []
+    if found:
+        out.append("## Comparisons (generated from the interleaved runs)")
+        out.append("")
+        out.append("A difference is quoted only when the medians differ by more than the range (max - min) of each variant.")
+        out.append("")
+        for item in found:
+            out.append("- " + finding(item))
+        out.append("")
+
     churn = results.get("churn", [])
     if churn:
         out.append("## Churn: `pgbench -C -S`, a new connection per transaction (tps)")
@@ -186,30 +353,37 @@ def markdown(results: dict, summary: dict) -> str:
                    "| Pooled, auth_type=md5, logging off | Pooled, auth_type=md5, server_reset_query='' |")
         out.append("|---|---|---|---|---|---|---|")
         for auth, user in (("scram-sha-256", "app_user"), ("md5", "report_user")):
-            cells = [_tps_cell(find(churn, user_auth=auth, target="direct"))]
-            for variant in ("as deployed", "logging off", "auth_type=md5", "auth_type=md5, logging off", "auth_type=md5, no server_reset_query"):
-                cells.append(_tps_cell(find(churn, user_auth=auth, target="pooled", variant=variant)))
+            cells = [stats_cell(find_all(churn, user_auth=auth, target="direct"))]
+            for variant in CHURN_VARIANTS:
+                cells.append(stats_cell(find_all(churn, user_auth=auth, target="pooled", variant=variant)))
             out.append("| %s (%s) | %s |" % (user, auth, " | ".join(cells)))
         out.append("")
         conn = []
-        for entry in churn:
-            if tps(entry) is not None and entry["pgbench"].get("avg_connection_ms") is not None:
-                conn.append("%s %s (%s): %.2f ms" % (entry["target"], entry["user"], entry["variant"], entry["pgbench"]["avg_connection_ms"]))
+        for auth, user in (("scram-sha-256", "app_user"), ("md5", "report_user")):
+            for target, variant in [("direct", None)] + [("pooled", variant) for variant in CHURN_VARIANTS]:
+                match = {"user_auth": auth, "target": target, **({"variant": variant} if variant else {})}
+                value = median(find_all(churn, **match), lambda entry: entry["pgbench"].get("avg_connection_ms") if tps(entry) else None)
+                if value is not None:
+                    conn.append("%s %s%s: %.2f ms" % (user, target, " (%s)" % variant if variant else "", value))
         if conn:
-            out.append("Average connection time: " + "; ".join(conn) + ".")
+            out.append("Average connection time (median): " + "; ".join(conn) + ".")
             out.append("")
 
     persistent = results.get("persistent", [])
     if persistent:
         out.append("## Persistent: `pgbench -S`, connections kept (tps)")
         out.append("")
-        out.append("| User | Direct 5432 | Pooled 6432 | Latency direct / pooled (ms) |")
+        out.append("| User | Direct 5432 | Pooled 6432 | Latency direct / pooled (ms, median) |")
         out.append("|---|---|---|---|")
-        direct, pooled = find(persistent, target="direct"), find(persistent, target="pooled")
-        lat = [(e or {}).get("pgbench", {}).get("latency_avg_ms") for e in (direct, pooled)]
-        user = (direct or pooled or {}).get("user", "?")
-        out.append("| %s | %s | %s | %s / %s |" % (user, _tps_cell(direct), _tps_cell(pooled), _fmt(lat[0], 2), _fmt(lat[1], 2)))
+        direct, pooled = find_all(persistent, target="direct"), find_all(persistent, target="pooled")
+        user = (direct or pooled or [{}])[0].get("user", "?")
+        out.append("| %s | %s | %s | %s / %s |" % (user, stats_cell(direct), stats_cell(pooled), _num(median(direct, latency), 2),
+                                                   _num(median(pooled, latency), 2)))
         out.append("")
+
+    out.extend(path_lines(results))
+    out.extend(socket_lines(results))
+    out.extend(reuseport_lines(results))
 
     fanin = results.get("fanin", {})
     if fanin:
@@ -245,12 +419,94 @@ def markdown(results: dict, summary: dict) -> str:
     if results.get("switchover"):
         out.extend(switchover_lines(results))
 
-    out.append("## Ratios, pooled over direct")
+    settled = settle_lines(results)
+    if settled:
+        out.append("## Settling between runs")
+        out.append("")
+        out.extend(settled)
+        out.append("")
+
+    out.append("## Ratios of medians, pooled over direct")
     out.append("")
     for line in ratio_lines(summary):
         out.append("- " + line)
     out.append("")
     return "\n".join(out)
+
+
+def path_lines(results: dict) -> list[str]:
+    """The path phase: per script and client count, each path against primary:5432, with the
+    microseconds each hop adds (per-round paired differences of the average latency)."""
+    path = results.get("path", [])
+    if not path:
+        return []
+    out = ["## Path: app -> VIP -> HAProxy -> PgBouncer -> PostgreSQL, against the primary's 5432", ""]
+    out.append("pgbench from the app node, connections kept; `select` is `-S`, `write` the builtin simple-update (`-N`). "
+               "Added: average latency of the path minus that of direct, per round (runs of one round are neighbours in time), "
+               "as median [min..max] in microseconds.")
+    out.append("")
+    for script, clients in path_groups(path):
+        out.append("### %s, %d client%s" % (script, clients, "" if clients == 1 else "s"))
+        out.append("")
+        out.append("| Path | tps | Latency (ms) | Added (us) |")
+        out.append("|---|---|---|---|")
+        direct = find_all(path, script=script, clients=clients, target="direct")
+        direct_lat = {entry.get("round"): latency(entry) for entry in direct}
+        for target in PATH_TARGETS:
+            runs = find_all(path, script=script, clients=clients, target=target)
+            if not runs:
+                continue
+            added = "-"
+            if target != "direct":
+                diffs = interleave.paired_differences([latency(entry) for entry in runs], [direct_lat.get(entry.get("round")) for entry in runs])
+                if diffs:
+                    diffs_us = sorted(1000 * value for value in diffs)
+                    added = "%s [%.0f..%.0f]" % (_num(statistics.median(diffs_us)), diffs_us[0], diffs_us[-1])
+            out.append("| %s | %s | %s | %s |" % (PATH_LABELS[target], stats_cell(runs), stats_cell(runs, latency, 3), added))
+        out.append("")
+    return out
+
+
+def socket_lines(results: dict) -> list[str]:
+    socket = results.get("socket", [])
+    if not socket:
+        return []
+    entry = results.get("meta", {}).get("socket_entry") or {}
+    out = ["## PgBouncer to its PostgreSQL: unix socket against TCP", ""]
+    out.append("`pgbench -S`, %s clients, connections kept, through 6432: appdb (the `*` entry, TCP to the node's address) against "
+               "%s (host=%s, dbname=appdb)." % (socket[0].get("clients", "?"), entry.get("name", "appdb_sock"), entry.get("host", "?")))
+    out.append("")
+    out.append("| PgBouncer to PostgreSQL | tps | Latency (ms) |")
+    out.append("|---|---|---|")
+    for variant in ("tcp", "unix socket"):
+        runs = find_all(socket, variant=variant)
+        out.append("| %s | %s | %s |" % (variant, stats_cell(runs), stats_cell(runs, latency, 3)))
+    out.append("")
+    return out
+
+
+def reuseport_lines(results: dict) -> list[str]:
+    runs = results.get("reuseport", [])
+    if not runs:
+        return []
+    out = ["## so_reuseport: pgbouncer_processes 1 against 2", ""]
+    out.append("Each switch is a converge of the bench node (site.yml --limit). Churn: `pgbench -C -S`, scram-sha-256 user; fan-in: "
+               "clients logging in together, then `SELECT 1` each about every 0.5 s.")
+    out.append("")
+    out.append("| Processes | Churn tps | Fan-in logins, all clients (s) | Fan-in errors | Fan-in queries/s | Fan-in p99 (ms) | Converge (s) |")
+    out.append("|---|---|---|---|---|---|---|")
+    for processes in (1, 2):
+        found = find_all(runs, processes=processes)
+        if not found:
+            continue
+        errors = sum((entry.get("fanin") or {}).get("errors") or 0 for entry in found)
+        converges = [entry["converge_s"] for entry in found if entry.get("converge_s") is not None]
+        out.append("| %d | %s | %s | %d | %s | %s | %s |" % (
+            processes, stats_cell(found), stats_cell(found, lambda e: fanin_metric(e, "ramp_s"), 1), errors,
+            stats_cell(found, lambda e: fanin_metric(e, "qps")), stats_cell(found, lambda e: fanin_metric(e, "p99"), 1),
+            _num(interleave.summary(converges)["median"], 1) if converges else "-"))
+    out.append("")
+    return out
 
 
 def switchover_lines(results: dict) -> list[str]:
@@ -324,18 +580,20 @@ def plot(results: dict, path: Path) -> None:
     persistent = results.get("persistent", [])
     bars = []
     for auth, user, pooled_variant in (("scram-sha-256", "scram", "as deployed"), ("md5", "md5", "auth_type=md5")):
-        bars.append(("churn %s\ndirect" % user, tps(find(churn, user_auth=auth, target="direct")), "tab:gray"))
-        bars.append(("churn %s\npooled" % user, tps(find(churn, user_auth=auth, target="pooled", variant=pooled_variant)), "tab:blue"))
-    bars.append(("persistent\ndirect", tps(find(persistent, target="direct")), "tab:gray"))
-    bars.append(("persistent\npooled", tps(find(persistent, target="pooled")), "tab:blue"))
-    _bars(ax, bars, "tps (log scale)", "pgbench -S, 20 clients (md5 pooled: auth_type=md5)", log=True)
+        bars.append(("churn %s\ndirect" % user, stats(find_all(churn, user_auth=auth, target="direct")), "tab:gray"))
+        bars.append(("churn %s\npooled" % user, stats(find_all(churn, user_auth=auth, target="pooled", variant=pooled_variant)), "tab:blue"))
+    bars.append(("persistent\ndirect", stats(find_all(persistent, target="direct")), "tab:gray"))
+    bars.append(("persistent\npooled", stats(find_all(persistent, target="pooled")), "tab:blue"))
+    _bars(ax, bars, "tps, median [min-max] (log scale)", "pgbench -S, 20 clients (md5 pooled: auth_type=md5)", log=True)
 
     ax = axes[0][1]
     bars = []
     for auth, user, base in (("scram-sha-256", "scram", "as deployed"), ("md5", "md5", "auth_type=md5")):
-        bars.append(("%s\nlogging on" % user, tps(find(churn, user_auth=auth, target="pooled", variant=base)), "tab:blue"))
-        bars.append(("%s\nlogging off" % user, tps(find(churn, user_auth=auth, target="pooled", variant=LOGGING_OFF[base])), "tab:cyan"))
-    _bars(ax, bars, "tps", "churn through PgBouncer: log_connections/log_disconnections")
+        bars.append(("%s\nlogging on" % user, stats(find_all(churn, user_auth=auth, target="pooled", variant=base)), "tab:blue"))
+        bars.append(("%s\nlogging off" % user, stats(find_all(churn, user_auth=auth, target="pooled", variant=LOGGING_OFF[base])), "tab:cyan"))
+    bars.append(("md5\nno reset query", stats(find_all(churn, user_auth="md5", target="pooled", variant="auth_type=md5, no server_reset_query")),
+                 "tab:olive"))
+    _bars(ax, bars, "tps, median [min-max]", "churn through PgBouncer: logging, server_reset_query")
 
     ax = axes[1][0]
     fanin = results.get("fanin", {})
@@ -379,11 +637,15 @@ def plot(results: dict, path: Path) -> None:
 
 
 def _bars(ax, bars, ylabel: str, title: str, log: bool = False) -> None:
+    """Bars of medians with [min-max] error bars; bars are (label, stats() or None, colour)."""
     labels = [item[0] for item in bars]
-    values = [item[1] or 0 for item in bars]
-    ax.bar(labels, values, color=[item[2] for item in bars])
+    values = [(item[1] or {}).get("median") or 0 for item in bars]
+    low = [value - ((item[1] or {}).get("min") or value) for item, value in zip(bars, values)]
+    high = [((item[1] or {}).get("max") or value) - value for item, value in zip(bars, values)]
+    ax.bar(labels, values, color=[item[2] for item in bars], yerr=[low, high], capsize=3)
     for i, item in enumerate(bars):
-        ax.annotate("failed" if item[1] is None else "%.0f" % item[1], (i, item[1] or 0), ha="center", va="bottom", fontsize=8)
+        median_value = (item[1] or {}).get("median")
+        ax.annotate("failed" if median_value is None else "%.0f" % median_value, (i, median_value or 0), ha="center", va="bottom", fontsize=8)
     if log and any(values):
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
@@ -395,18 +657,40 @@ README_HEAD = """\
 # `make bench`: PgBouncer against direct PostgreSQL, on the lab
 
 This page is written by `make bench` (bench/run.py) from its latest published run, except
-[findings.md](findings.md), which a person writes after reading the numbers. The raw data of
-the run is [results.json](results.json).
+[findings.md](findings.md), which a person writes after reading the numbers; the run's section
+"Comparisons (generated from the interleaved runs)" is generated from the numbers. The raw
+data of the run is [results.json](results.json).
 
-What it runs, all from the lab's app node to one PostgreSQL node (`BENCH_NODE`, default
-pg-srv1): pgbench `-C -S` (a new connection per transaction) and `-S` (persistent), 20
-clients, to PostgreSQL on 5432 (direct) and to PgBouncer on 6432 of the same node (pooled),
-for a scram-sha-256 user and an md5 user; the same churn with PgBouncer's
-log_connections/log_disconnections off and with auth_type=md5 (set through the admin console,
-set back afterwards); 1000 clients held open through the node (`bench/fanin_client.py`),
-counting errors, PgBouncer's server connections (SHOW POOLS/SHOW SERVERS) and the memory of
-the PostgreSQL backends; and site.yml on fresh extra lab nodes (cold, then warm) for each lab
-size. `BENCH_*` variables (see bench/run.py) set the durations, the node and the phases.
+What it runs, all from the lab's app node (`BENCH_PHASES`; bench/run.py's docstring has every
+`BENCH_*` setting):
+
+- **churn** (about 25 min): pgbench `-C -S` (a new connection per transaction), 20 clients,
+  to PostgreSQL on 5432 (direct) and PgBouncer on 6432 of the bench node (`BENCH_NODE`,
+  default pg-srv1), a scram-sha-256 and an md5 user; pooled also with
+  log_connections/log_disconnections off, auth_type=md5 and server_reset_query='' (set through
+  the admin console, set back after each run).
+- **persistent** (about 2 min): pgbench `-S`, connections kept, direct and pooled.
+- **fanin** (about 3 min): 1000 clients held open through the node (`bench/fanin_client.py`):
+  errors, PgBouncer's server connections, the memory of the backends.
+- **path** (about 8 min): pgbench `-S` at 1 and 20 clients (and simple-update at 1) to the
+  primary's 5432, its PgBouncer, VIP:5000 (HAProxy, rw) and VIP:5001 (HAProxy, ro to the
+  replicas): tps, latency, and the microseconds each path adds.
+- **socket** (about 3 min): PgBouncer to its PostgreSQL over the unix socket against TCP (a
+  temporary `appdb_sock` entry, host=/var/run/postgresql), pgbench `-S`, 20 clients.
+- **reuseport** (about 15 min): `pgbouncer_processes` 1 against 2 (so_reuseport): churn and a
+  400-client fan-in, each switch a converge of the bench node.
+- **ansible** (about 8 min): site.yml on fresh extra lab nodes (cold, then warm) per lab size.
+- **switchover** (about 3 min): writes through VIP:5000 across switchover.yml, a bare
+  patronictl switchover and a failover ([switchover.md](switchover.md)).
+
+About 70 minutes in all. Each comparison runs interleaved, A, B, A, B, ... (`BENCH_REPEATS`,
+5 rounds), and before every run the app node waits until fewer than 1000 of its sockets toward
+the run's port are in TIME_WAIT (at most 75 s; `BENCH_SETTLE_*`): in an earlier run the order
+of the runs, not the setting, decided the result. A cell is the median of the runs, [min-max],
+and the spread, (max - min) / median. A difference is quoted only when the medians differ by
+more than the range of both variants; otherwise it is "within noise". Every phase is bounded:
+each run by its timeout, each settle step and converge by its own, and no new round starts
+once a phase has run `BENCH_PHASE_BUDGET` (45 min).
 
 """
 

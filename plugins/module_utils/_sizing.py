@@ -8,6 +8,7 @@ A pooler is a dict (the pgbouncer role builds it per host):
   users: names that can log in, databases: [databases] entries (dicts with name, host,
   optional user, pool_size, reserve_pool, max_db_connections),
   wildcard: bool, wildcard_host, wildcard_databases: names the "*" entry serves,
+  address: the node's own address (a host that is a socket directory counts against it),
   processes: PgBouncer processes on the node (optional, default 1). The limits are the
   node's; each process gets its share (_processes.share), and the node can open
   processes x what one process can.
@@ -63,8 +64,12 @@ def _process_demand(pooler):
     demand = {}
     for entry in entries:
         count, text = database_demand(pooler, entry)
-        total, parts = demand.get(str(entry["host"]), (0, []))
-        demand[str(entry["host"])] = (total + count, parts + ["%s: %s = %d" % (entry["name"], text, count)])
+        # A socket directory (host=/var/run/postgresql) is the node's own PostgreSQL.
+        host = str(entry["host"])
+        if host.startswith("/") and pooler.get("address"):
+            host = str(pooler["address"])
+        total, parts = demand.get(host, (0, []))
+        demand[host] = (total + count, parts + ["%s: %s = %d" % (entry["name"], text, count)])
     per_user = as_int(pooler.get("max_user_connections"))
     users = len(pooler["users"])
     for host, (total, _parts) in demand.items():

@@ -95,8 +95,10 @@ def _address_problems(variables):
         if bad or not str(listen).strip():
             yield "pgbouncer_listen_addr must be a comma-separated list of IP addresses, host names or *, not %r" % listen
     host = variables.get("pgbouncer_database_wildcard_host")
-    if _flag(variables.get("pgbouncer_database_wildcard", True)) and host is not None and not is_address(str(host)):
-        yield "pgbouncer_database_wildcard_host must be an IP address or host name, not %r" % host
+    # A path is the local PostgreSQL's unix socket directory, as for the named entries.
+    if _flag(variables.get("pgbouncer_database_wildcard", True)) and host is not None and not is_address(str(host)) \
+            and not str(host).startswith("/"):
+        yield "pgbouncer_database_wildcard_host must be an IP address, host name or socket directory, not %r" % host
 
 
 def _pool_mode(where, entry):

@@ -69,3 +69,15 @@ def test_an_alias_to_a_replica_counts_against_that_replicas_max_connections():
     poolers = [pooler("pg-srv%d" % i, "10.0.0.%d" % i, max_db_connections=20, databases=[alias]) for i in (1, 2, 3)]
     found = _sizing.problems(poolers, {"10.0.0.%d" % i: CAPACITY for i in (1, 2, 3)})
     assert len(found) == 1 and "open 120 server connections to PostgreSQL 10.0.0.2" in found[0], found
+
+
+def test_a_socket_directory_counts_against_the_nodes_own_postgresql():
+    # pgbouncer_database_wildcard_host: /var/run/postgresql, and a named entry on the socket:
+    # both are the node's PostgreSQL (10.0.0.1), not an unknown server left unjudged.
+    socket = pooler("pg-srv1", "10.0.0.1", wildcard_host="/var/run/postgresql", max_db_connections=25,
+                    databases=[{"name": "appdb_sock", "host": "/var/run/postgresql", "dbname": "appdb"}])
+    assert _sizing.pooler_demand(socket) == {"10.0.0.1": (100, [
+        "appdb_sock: max_db_connections 25 = 25", "appdb: max_db_connections 25 = 25",
+        "postgres: max_db_connections 25 = 25", "reportdb: max_db_connections 25 = 25"])}
+    found = _sizing.problems([socket], {"10.0.0.1": CAPACITY})
+    assert len(found) == 1 and "open 100 server connections to PostgreSQL 10.0.0.1" in found[0]

@@ -73,6 +73,11 @@ def test_listen_addr_accepts_addresses_names_and_star(text):
     assert problems(pgbouncer_listen_addr="%s, 10.0.0.2" % text) == []
 
 
+def test_wildcard_host_may_be_the_local_socket_directory():
+    assert problems(pgbouncer_database_wildcard_host="/var/run/postgresql") == []
+    assert problems(pgbouncer_database_wildcard_host="var/run/postgresql") != []
+
+
 def test_wildcard_host_not_checked_when_wildcard_is_off():
     assert problems(pgbouncer_database_wildcard=False, pgbouncer_database_wildcard_host="bad host!") == []
 
