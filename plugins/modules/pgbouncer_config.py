@@ -129,7 +129,10 @@ options:
   mode:
     default: '0640'
   backup:
-    description: Keep a copy of each replaced file next to it, named with a time stamp (RV(backups)).
+    description:
+      - Keep a copy of each replaced file next to it as C(<file>.previous), with the file's owner, group and
+        mode (RV(backups)), to roll back to.
+      - One copy per file, which the next change replaces, so copies do not pile up.
     type: bool
     default: false
   binary:
@@ -212,11 +215,13 @@ files:
   elements: str
   sample: [/etc/pgbouncer/pgbouncer.ini]
 backups:
-  description: The copies kept of the replaced files (O(backup=true)), to roll back to.
+  description:
+    - The copies kept of the replaced files (O(backup=true)), each C(<file>.previous), to roll back to.
+    - A file that did not exist before has none.
   returned: always
   type: list
   elements: str
-  sample: [/etc/pgbouncer/pgbouncer.ini.12345.2026-01-01@10:00:00~]
+  sample: [/etc/pgbouncer/pgbouncer.ini.previous]
 restart_required:
   description: Whether PgBouncer must restart, not reload, to apply the change (RV(restart_keys) is not empty).
   returned: always
@@ -238,6 +243,7 @@ version:
 """
 
 import os
+import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -437,6 +443,26 @@ def write(module, path, text, file_args):
             os.unlink(tmp)
 
 
+def keep_previous(module, path):
+    """Copy `path` to `path`.previous, with its owner, group and mode, through a private
+    temporary file (the copy may hold passwords): the one copy to roll back to."""
+    previous = path + ".previous"
+    info = os.stat(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".pgbouncer.previous.")
+    try:
+        with os.fdopen(fd, "wb") as handle, open(path, "rb") as source:
+            handle.write(source.read())
+        os.chown(tmp, info.st_uid, info.st_gid)
+        os.chmod(tmp, stat.S_IMODE(info.st_mode))
+        os.rename(tmp, previous)
+    except OSError as exc:
+        module.fail_json(msg="cannot keep %s as %s: %s" % (path, previous, exc))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return previous
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), add_file_common_args=True, supports_check_mode=True)
     params = module.params
@@ -473,7 +499,7 @@ def main():
         if path in changing:
             if not module.check_mode:
                 if params["backup"] and current[path] is not None:
-                    result["backups"].append(module.backup_local(path))
+                    result["backups"].append(keep_previous(module, path))
                 write(module, path, wanted[path], file_args)
             result["files"].append(path)
         elif module.set_fs_attributes_if_different(file_args, False):

@@ -233,11 +233,27 @@ def test_a_mode_change_alone_is_a_change_without_restart(node):
     assert len(starts(node)) == 1, "same content: no dry start"
 
 
-def test_backup_keeps_the_replaced_file(node):
+def test_backup_keeps_one_previous_copy_with_the_files_owner_and_mode(node):
+    ini = node / "etc" / "pgbouncer.ini"
     run(args(node))
-    before = (node / "etc" / "pgbouncer.ini").read_text()
+    first = ini.read_text()
     result, _text = run(args(node, backup=True, settings=dict(args(node)["settings"], stats_period=61)))
-    assert len(result["backups"]) == 1 and Path(result["backups"][0]).read_text() == before
+    previous = node / "etc" / "pgbouncer.ini.previous"
+    assert result["backups"] == [str(previous)] and previous.read_text() == first
+    assert stat.S_IMODE(previous.stat().st_mode) == 0o640
+    assert (previous.stat().st_uid, previous.stat().st_gid) == (ini.stat().st_uid, ini.stat().st_gid)
+    # The next change replaces the copy: one per file, never a pile of them.
+    second = ini.read_text()
+    result, _text = run(args(node, backup=True, settings=dict(args(node)["settings"], stats_period=62)))
+    assert result["backups"] == [str(previous)] and previous.read_text() == second
+    assert sorted(path.name for path in (node / "etc").iterdir()) == ["pgbouncer.ini", "pgbouncer.ini.previous"]
+
+
+def test_backup_in_check_mode_keeps_nothing(node):
+    run(args(node))
+    result, _text = run(args(node, backup=True, settings=dict(args(node)["settings"], stats_period=61)), check=True)
+    assert result["changed"] and result["backups"] == []
+    assert not (node / "etc" / "pgbouncer.ini.previous").exists()
 
 
 def test_three_processes_three_files(node):
