@@ -137,6 +137,8 @@ BAD_INPUTS = [
     ("port-range", {"pgbouncer_listen_port": 70000}, "firewall_pgbouncer_port must be a port between 1 and 65535, not 70000"),
     ("bad-ipv4", {"pgbouncer_listen_addr": "10.129.0.999"}, "pgbouncer_listen_addr must be"),
     ("not-an-address", {"pgbouncer_listen_addr": "my pooler"}, "pgbouncer_listen_addr must be"),
+    # A good address, but not one of the node's: pgbouncer_config refuses it before it writes.
+    ("address-not-on-node", {"pgbouncer_listen_addr": "10.129.0.99"}, "10.129.0.99 is not an address of this node"),
     ("bad-wildcard-host", {"pgbouncer_database_wildcard_host": "db host!"}, "pgbouncer_database_wildcard_host must be"),
     ("bad-cidr", {"pgbouncer_allowed_sources": ["10.129.0.0/33"]}, "pgbouncer_allowed_sources"),
     ("duplicate-database", {"pgbouncer_databases": [{"name": "a", "host": "10.129.0.21"}, {"name": "a", "host": "10.129.0.22"}]},
@@ -232,6 +234,8 @@ def assert_refused(cases, tmp_path):
 
 
 def test_bad_inputs_are_refused_before_any_node_changes(tmp_path):
+    """Cost on the lab: one ansible-playbook run on one node with every case, about a minute;
+    each case adds a few seconds."""
     # One node is enough to show the refusal (pool sizing: its own pools alone overrun it).
     assert_refused([case for case in BAD_INPUTS if case[0] not in VERSION_DEPENDENT], tmp_path)
 
