@@ -193,7 +193,7 @@ def refusals(cases, tmp_path):
             "vars": extra,
             "block": [
                 {"name": "Check the firewall input", "ansible.builtin.include_role": {"name": "pgbouncer.cluster.firewall", "tasks_from": "validate.yml"},
-                 "when": "firewall_enabled | default(true) | bool"},
+                 "when": "firewall_enabled | bool"},
                 {"name": "Run the pgbouncer role", "ansible.builtin.include_role": {"name": "pgbouncer.cluster.pgbouncer"}},
                 {"name": "Record that nothing refused it", "ansible.builtin.set_fact": {"bad_input_messages": record % "'NOT REFUSED'"}},
             ],
@@ -212,7 +212,11 @@ def refusals(cases, tmp_path):
         "become": True,
         "gather_subset": ["min", "network"],
         "vars": {"bad_input_messages": {}},
-        "tasks": [*blocks, {"name": "Hand the messages to the test", "delegate_to": "localhost", "become": False, "changed_when": False,
+        # As site.yml's firewall check play: the values the firewall role reads from the others.
+        "tasks": [*({"name": "Load the %s role's settings" % role,
+                     "ansible.builtin.import_role": {"name": "pgbouncer.cluster.%s" % role, "tasks_from": "defaults.yml"}}
+                    for role in ("pgbouncer", "pgbouncer_health", "haproxy", "keepalived", "firewall")),
+                  *blocks, {"name": "Hand the messages to the test", "delegate_to": "localhost", "become": False, "changed_when": False,
                             "ansible.builtin.copy": {"content": "{{ bad_input_messages | to_json }}", "dest": str(output), "mode": "0600"}}],
     }]
     playbook = tmp_path / "bad_inputs.yml"
