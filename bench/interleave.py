@@ -1,6 +1,6 @@
 """Interleaved comparisons: the run order, the client's settle step between runs, and the
 statistics the report quotes. Pure (the settle loop takes its clock, sleep and reader as
-arguments), so tests/unit/test_bench_interleave.py covers all of it without a lab.
+arguments), so tests/unit/bench/test_bench_interleave.py covers all of it without a lab.
 
 Why: in one published run the first pooled md5 variant ran at 1381 tps and the two that
 followed at 304-310 tps whatever they changed; the order of the runs, not the setting,

@@ -5,7 +5,7 @@
 BASE is what PgBouncer 1.18 reports in SHOW CONFIG (recorded from Debian 12's 1.18.0, plus
 conffile-only keys it also reads). ADDED maps each later key to the release that added it;
 where the release is uncertain it is the first release known to have it (conservative: a
-key is never written for a version that might refuse it). tests/unit/test_keys.py checks
+key is never written for a version that might refuse it). tests/unit/plugins/module_utils/test_keys.py checks
 these sets against SHOW CONFIG recorded from 1.18 and 1.24.
 
 Private to this collection: the API may change without notice.

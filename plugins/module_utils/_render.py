@@ -4,7 +4,7 @@
 
 The one renderer of the file (the pgbouncer_config module calls it). Its output is byte for
 byte what the role's former Jinja template wrote, so that upgrading the collection changes
-no file and restarts nothing: tests/unit/test_render.py holds that output as fixtures.
+no file and restarts nothing: tests/unit/plugins/module_utils/test_render.py holds that output as fixtures.
 
 Private to this collection: the API may change without notice.
 """

@@ -1,0 +1,197 @@
+"""Unit tests of the pgbouncer_health agent (roles/pgbouncer_health/files/pgbouncer_health.py):
+settings, conninfo, query, responses, and the HTTP server with a fake probe."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[4]
+_spec = importlib.util.spec_from_file_location("pgbouncer_health", ROOT / "roles/pgbouncer_health/files/pgbouncer_health.py")
+agent = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(agent)
+
+ENV = {
+    "PGBOUNCER_HEALTH_LISTEN_ADDR": "10.129.0.21",
+    "PGBOUNCER_HEALTH_PORT": "8008",  # any port: the agent takes what it is told
+    "PGBOUNCER_HEALTH_PGBOUNCER_HOST": "10.129.0.21",
+    "PGBOUNCER_HEALTH_PGBOUNCER_PORT": "6432",
+    "PGBOUNCER_HEALTH_USER": "app_user",
+    "PGBOUNCER_HEALTH_PASSWORD": "app-pass-1",
+    "PGBOUNCER_HEALTH_DB": "appdb",
+    "PGBOUNCER_HEALTH_TIMEOUT": "2",
+}
+
+
+def test_settings_from_the_environment_file():
+    settings = agent.settings_from_env(ENV)
+    assert settings == {
+        "listen_addr": "10.129.0.21", "listen_port": 8008, "host": "10.129.0.21", "port": 6432,
+        "user": "app_user", "password": "app-pass-1", "dbname": "appdb", "role_dbname": "postgres",
+        "replica_max_lag": 0, "timeout": 2.0, "cache": 0.3, "max_clients": 8, "socket_timeout": 5.0,
+    }
+
+
+def test_settings_defaults():
+    settings = agent.settings_from_env({})
+    assert (settings["listen_port"], settings["host"], settings["port"], settings["dbname"], settings["timeout"]) == (
+        6480, "127.0.0.1", 6432, "pgbouncer", 2.0)
+
+
+def test_conninfo_is_tcp_with_the_application_name_and_no_pgpass():
+    info = agent.conninfo(agent.settings_from_env(ENV))
+    assert info["host"] == "10.129.0.21" and info["port"] == 6432
+    assert info["application_name"] == "pgbouncer-health"
+    assert info["password"] == "app-pass-1"
+    assert info["passfile"] == "/dev/null"
+    assert info["connect_timeout"] == 2
+
+
+def test_conninfo_without_password_sends_none_and_rounds_the_timeout_up():
+    settings = agent.settings_from_env(dict(ENV, PGBOUNCER_HEALTH_PASSWORD="", PGBOUNCER_HEALTH_TIMEOUT="3.5"))
+    info = agent.conninfo(settings)
+    assert "password" not in info
+    assert info["connect_timeout"] == 4
+
+
+@pytest.mark.parametrize("dbname, query", [("appdb", "SELECT 1"), ("pgbouncer", "SHOW VERSION")])
+def test_query_for_database(dbname, query):
+    assert agent.query_for(dbname) == query
+
+
+def test_responses():
+    assert agent.response(True) == (200, "OK\n")
+    # The reason goes to the journal only, never to the network.
+    assert agent.response(False, "PgBouncer at 10.129.0.21:6432: connection refused") == (503, "FAIL\n")
+
+
+def test_reason_of_a_timeout_and_of_an_error():
+    settings = agent.settings_from_env(ENV)
+    assert agent.reason(TimeoutError(), settings) == "no answer from PgBouncer at 10.129.0.21:6432 within 2.0s"
+    assert agent.reason(OSError("connection refused\n  Is the server running?"), settings) == (
+        "PgBouncer at 10.129.0.21:6432: connection refused Is the server running?")
+
+
+class FakePsycopg:
+    """Stands in for psycopg: records the connect arguments, answers or fails as told."""
+
+    def __init__(self, error=None, delay=0.0):
+        self.error, self.delay, self.calls, self.row = error, delay, [], (1,)
+        fake = self
+
+        class Conn:
+            async def execute(self, query):
+                fake.calls.append(("execute", query))
+                await asyncio.sleep(fake.delay)
+
+                class Cursor:
+                    async def fetchall(self):
+                        return [fake.row]
+
+                return Cursor()
+
+            async def close(self):
+                fake.calls.append(("close",))
+
+        class AsyncConnection:
+            @staticmethod
+            async def connect(**kwargs):
+                fake.calls.append(("connect", kwargs))
+                if fake.error:
+                    raise fake.error
+                return Conn()
+
+        self.AsyncConnection = AsyncConnection
+        self.AsyncClientCursor = object
+
+
+def test_probe_logs_in_with_prepare_threshold_none_runs_the_query_and_closes():
+    fake = FakePsycopg()
+    assert agent.probe(agent.settings_from_env(ENV), fake) == (True, "")
+    kind, kwargs = fake.calls[0]
+    assert kind == "connect" and kwargs["prepare_threshold"] is None and kwargs["autocommit"] is True
+    assert fake.calls[1:] == [("execute", "SELECT 1"), ("close",)]
+
+
+def test_probe_reports_a_refused_login():
+    fake = FakePsycopg(error=OSError("connection refused"))
+    assert agent.probe(agent.settings_from_env(ENV), fake) == (False, "PgBouncer at 10.129.0.21:6432: connection refused")
+
+
+def test_probe_is_bounded_by_the_timeout_and_still_closes():
+    fake = FakePsycopg(delay=5)
+    settings = dict(agent.settings_from_env(ENV), timeout=0.2)
+    ok, why = agent.probe(settings, fake)
+    assert not ok and "within 0.2s" in why
+    assert fake.calls[-1] == ("close",)
+
+
+@pytest.fixture
+def served():
+    """An agent on 127.0.0.1 (a free port) whose probe answers what `state` says."""
+    state = {"result": (True, "")}
+    server = agent.HealthServer(dict(agent.settings_from_env({}), listen_addr="127.0.0.1", listen_port=0, cache=0),
+                                lambda kind: state.get(kind, state["result"]))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "http://127.0.0.1:%d" % server.server_address[1], state
+    server.shutdown()
+    server.server_close()
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_http_answers_200_then_503_then_404_for_other_paths(served):
+    base, state = served
+    assert get(base + "/health") == (200, "OK\n")
+    assert get(base + "/") == (200, "OK\n")
+    state["result"] = (False, "PgBouncer at 127.0.0.1:6432: connection refused")
+    assert get(base + "/health") == (503, "FAIL\n")
+    assert get(base + "/other")[0] == 404
+
+
+@pytest.mark.parametrize(("kind", "row", "verdict"), [
+    ("primary", (False, False, 0), (True, "")),
+    ("primary", (True, True, 0), (False, "PostgreSQL is in recovery, not the primary")),
+    ("replica", (True, True, 0), (True, "")),
+    ("replica", (False, False, 0), (False, "PostgreSQL is the primary, not a replica")),
+    ("replica", (True, False, 0), (False, "PostgreSQL is in recovery but receives no WAL stream")),
+    ("replica", (True, True, 9000), (True, "")),  # no lag bound by default
+])
+def test_role_verdicts(kind, row, verdict):
+    assert agent.role_verdict(kind, row, agent.settings_from_env({})) == verdict
+
+
+def test_a_replica_lagging_over_the_bound_is_not_a_replica_to_send_reads_to():
+    settings = agent.settings_from_env({"PGBOUNCER_HEALTH_REPLICA_MAX_LAG": "8192"})
+    assert agent.role_verdict("replica", (True, True, 8192), settings) == (True, "")
+    assert agent.role_verdict("replica", (True, True, 8193), settings) == (False, "replay lags 8193 bytes behind what was received (limit 8192)")
+
+
+def test_role_probes_go_through_pgbouncer_to_the_role_database():
+    fake = FakePsycopg()
+    fake.row = (True, True, 0)
+    assert agent.probe(agent.settings_from_env(ENV), fake, "replica") == (True, "")
+    assert fake.calls[0][1]["dbname"] == "postgres" and fake.calls[0][1]["host"] == "10.129.0.21"
+    assert fake.calls[1] == ("execute", agent.ROLE_QUERY)
+    assert agent.probe(agent.settings_from_env(ENV), fake, "primary") == (False, "PostgreSQL is in recovery, not the primary")
+
+
+def test_http_paths_run_their_own_check(served):
+    base, state = served
+    state.update(primary=(False, "PostgreSQL is in recovery, not the primary"), replica=(True, ""))
+    assert get(base + "/primary") == (503, "FAIL\n")  # the reason goes to the journal only
+    assert get(base + "/replica") == (200, "OK\n")
+    assert get(base + "/health") == (200, "OK\n")

@@ -1,0 +1,136 @@
+"""The health agent's bounds (issue 15, item 7), against the real HTTP server on loopback:
+a generic 503 body with the reason in the journal (stderr), one cached probe for many
+requests, at most max_clients connections, and a socket timeout for idle clients."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[4]
+_spec = importlib.util.spec_from_file_location("pgbouncer_health", ROOT / "roles/pgbouncer_health/files/pgbouncer_health.py")
+agent = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(agent)
+
+LIBPQ = 'connection to server at "127.0.0.1", port 6432 failed: FATAL:  password authentication failed for user "x"'
+
+
+class Probe:
+    """Counts probes; answers `result` after `delay` seconds."""
+
+    def __init__(self, result=(True, ""), delay=0.0):
+        self.result, self.delay, self.calls = result, delay, 0
+
+    def __call__(self, kind="health"):
+        self.calls += 1
+        time.sleep(self.delay)
+        return self.result
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(probe, **settings):
+        base = dict(agent.settings_from_env({}), listen_addr="127.0.0.1", listen_port=0)
+        server = agent.HealthServer(dict(base, **settings), probe)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server.server_address[1]
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def get(port, path="/health"):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_failure_body_is_generic_and_the_reason_goes_to_the_journal(serve, capfd):
+    port = serve(Probe((False, "PgBouncer at 127.0.0.1:6432: " + LIBPQ)))
+    assert get(port) == (503, "FAIL\n")
+    assert "unhealthy: PgBouncer at 127.0.0.1:6432: " + LIBPQ in capfd.readouterr().err
+
+
+def test_one_probe_serves_every_request_within_the_cache_time(serve):
+    probe = Probe()
+    port = serve(probe, cache=30)
+    assert [get(port)[0] for _request in range(10)] == [200] * 10
+    assert probe.calls == 1
+
+
+def test_cache_zero_probes_for_each_request(serve):
+    probe = Probe()
+    port = serve(probe, cache=0)
+    for _request in range(3):
+        get(port)
+    assert probe.calls == 3
+
+
+def test_concurrent_requests_share_one_probe(serve):
+    probe = Probe(delay=0.5)
+    port = serve(probe, cache=0.3, max_clients=8)
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(get(port))) for _client in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == [(200, "OK\n")] * 6
+    assert probe.calls == 1
+
+
+def idle_client(port):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    time.sleep(0.1)  # let the server take it
+    return sock
+
+
+def test_connections_over_max_clients_get_503_busy_without_a_thread(serve):
+    port = serve(Probe(), max_clients=2, socket_timeout=30)
+    held = [idle_client(port), idle_client(port)]
+    extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+    answer = extra.recv(1024)
+    assert answer.startswith(b"HTTP/1.0 503 ") and answer.endswith(b"BUSY\n")
+    assert extra.recv(1024) == b""  # and closed
+    held[0].close()
+    time.sleep(0.2)
+    assert get(port) == (200, "OK\n")  # a slot is free again
+    held[1].close()
+
+
+def test_an_idle_client_is_dropped_after_the_socket_timeout_and_frees_its_slot(serve):
+    port = serve(Probe(), max_clients=1, socket_timeout=0.3)
+    idle = idle_client(port)
+    started = time.monotonic()
+    assert idle.recv(1024) == b""  # the server closed it
+    assert time.monotonic() - started < 3
+    assert get(port) == (200, "OK\n")
+
+
+def test_a_client_that_hangs_up_after_the_status_line_is_not_logged(capfd):
+    """HAProxy's httpchk resets the connection once it has the status: one line per check would
+    flood the journal. Other errors are still logged."""
+    server = agent.HealthServer(dict(agent.settings_from_env({}), listen_addr="127.0.0.1", listen_port=0), lambda kind: (True, ""))
+    try:
+        for error in (ConnectionResetError(104, "Connection reset by peer"), ValueError("bad request line")):
+            try:
+                raise error
+            except Exception:  # noqa: BLE001 (handle_error reads sys.exc_info, as socketserver calls it)
+                server.handle_error(None, ("10.129.0.21", 40000))
+    finally:
+        server.server_close()
+    assert capfd.readouterr().err == "request from 10.129.0.21 failed: bad request line\n"
