@@ -37,5 +37,6 @@ def test_the_dry_run_on_fresh_nodes_runs_to_the_end_and_changes_nothing():
         assert "pgbouncer.cluster.pgbouncer : Install PgBouncer and psycopg" in changed.get(name, ()), changed
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / ("dryrun-fresh-%s.json" % SCENARIO)).write_text(
-        json.dumps({"assumed_version": assumed, "changed": {host: sorted(tasks) for host, tasks in changed.items()}}, indent=1),
+        json.dumps({"machine_ids": {name: lab.ssh(ip, "cat /etc/machine-id").stdout.strip() for name, ip in NODES.items()},
+                    "assumed_version": assumed, "changed": {host: sorted(tasks) for host, tasks in changed.items()}}, indent=1),
         encoding="utf-8")
