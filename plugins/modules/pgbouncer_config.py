@@ -261,6 +261,7 @@ from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection impo
     os_identity,
     psycopg,
 )
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._files import read_current
 
 NOT_INSTALLED = "pgbouncer is not installed yet: the dry start is skipped in check mode"
 
@@ -295,14 +296,6 @@ def argument_spec():
         console_user=dict(type="str", default="pgbouncer"),
         connect_timeout=dict(type="int", default=5),
     )
-
-
-def read_current(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
 
 
 def render_all(module, processes):

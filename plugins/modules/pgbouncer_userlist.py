@@ -122,6 +122,7 @@ from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection impo
     connect,
     connection_argument_spec,
 )
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._files import read_current
 
 # valuntil NULL or 'infinity' never expires.
 QUERY = "SELECT usename, passwd, usesuper, COALESCE(valuntil < now(), false) FROM pg_shadow ORDER BY usename"
@@ -137,14 +138,6 @@ def read_pg_shadow(module):
         module.fail_json(msg="cannot read pg_shadow (is login_user a superuser?): %s" % exc)
     finally:
         conn.close()
-
-
-def read_current(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
 
 
 def write_atomically(module, path, content, file_args):
