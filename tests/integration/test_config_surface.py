@@ -179,11 +179,11 @@ BAD_INPUTS = [
 VERSION_DEPENDENT = {"key-unknown-to-version"}
 
 
-def refusals(cases, tmp_path):
+def refusals(cases, tmp_path, *args):
     """Each case through site.yml's checks, in one ansible-playbook run on NODE: a block per
     case runs what site.yml runs up to where it refuses (the firewall input check, then the
     whole pgbouncer role) with the case's variables, and its rescue records the message.
-    Returns ({case: message}, recap of NODE). A case that is not refused records
+    args go to ansible-playbook (--check). Returns ({case: message}, recap of NODE). A case that is not refused records
     "NOT REFUSED" and goes on to change the node, which the caller's checks then catch."""
     blocks = []
     for name, extra, _message in cases:
@@ -217,31 +217,37 @@ def refusals(cases, tmp_path):
                      "ansible.builtin.import_role": {"name": "pgbouncer.cluster.%s" % role, "tasks_from": "defaults.yml"}}
                     for role in ("pgbouncer", "pgbouncer_health", "haproxy", "keepalived", "firewall")),
                   *blocks, {"name": "Hand the messages to the test", "delegate_to": "localhost", "become": False, "changed_when": False,
-                            "ansible.builtin.copy": {"content": "{{ bad_input_messages | to_json }}", "dest": str(output), "mode": "0600"}}],
+                            "check_mode": False, "ansible.builtin.copy": {"content": "{{ bad_input_messages | to_json }}", "dest": str(output), "mode": "0600"}}],
     }]
     playbook = tmp_path / "bad_inputs.yml"
     playbook.write_text(json.dumps(play))
-    result = ansible_playbook(playbook)
+    result = ansible_playbook(playbook, *args)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return json.loads(output.read_text()), recap(result.stdout)[NODE]
 
 
-def assert_refused(cases, tmp_path):
+def assert_refused(cases, tmp_path, *args):
+    """Returns the messages, {case: message}."""
     before = state()
-    messages, stats = refusals(cases, tmp_path)
+    messages, stats = refusals(cases, tmp_path, *args)
     wrong = {name: messages.get(name) for name, _extra, message in cases if message not in (messages.get(name) or "")}
     assert wrong == {}, "refused with another message, or not at all: %s" % wrong
     # Nothing changed on the node, over all the cases: no task reported a change, the config
     # files and the process are those of before.
     assert stats["changed"] == 0, stats
     assert state() == before
+    return messages
 
 
 def test_bad_inputs_are_refused_before_any_node_changes(tmp_path):
-    """Cost on the lab: one ansible-playbook run on one node with every case, about a minute;
-    each case adds a few seconds."""
+    """Cost on the lab: two ansible-playbook runs on one node with every case, the real one
+    and the dry run (--check), about a minute together; each case adds a few seconds."""
     # One node is enough to show the refusal (pool sizing: its own pools alone overrun it).
-    assert_refused([case for case in BAD_INPUTS if case[0] not in VERSION_DEPENDENT], tmp_path)
+    cases = [case for case in BAD_INPUTS if case[0] not in VERSION_DEPENDENT]
+    real = assert_refused(cases, tmp_path)
+    # The dry run a careful user starts with refuses the same inputs with the same words.
+    (tmp_path / "check").mkdir()
+    assert assert_refused(cases, tmp_path / "check", "--check") == real
 
 
 @pytest.mark.version_dependent
