@@ -24,7 +24,7 @@ STATES = ("ready", "drain", "maint")
 # srv_check_state bits of `show servers state` (CHK_ST_* in HAProxy's source): a check is
 # configured, and enabled (`disable health` clears it: the server keeps its last state).
 CHECK_CONFIGURED, CHECK_ENABLED = 0x02, 0x04
-HEALTH = ("enabled", "disabled")
+HEALTH = ("enabled", "disabled", "forced_up")
 WAIT_FOR = ("up", "down", "no_sessions")
 MAX_WEIGHT = 256
 # HAProxy's own rule for proxy and server names (invalid_char() in its source): letters, digits
@@ -126,8 +126,12 @@ def plan(backend, server, current, weight=None, state=None, health=None):
     ([] = nothing to do)."""
     target = "%s/%s" % (backend, server)
     commands = []
-    if health is not None and current.get("health") != health:
-        commands.append("%s health %s" % ("enable" if health == "enabled" else "disable", target))
+    check = "disabled" if health == "forced_up" else health
+    if check is not None and current.get("health") != check:
+        commands.append("%s health %s" % ("enable" if check == "enabled" else "disable", target))
+    # With its check off, a server forced UP stays UP, whatever the check would say.
+    if health == "forced_up" and current["operational"] != "up":
+        commands.append("set server %s health up" % target)
     if state is not None and not _state_reached(current, state):
         commands.append("set server %s state %s" % (target, state))
     if weight is not None and current["weight"] != weight:
@@ -139,7 +143,9 @@ def predict(current, weight=None, state=None, health=None):
     """What check mode reports as `after`: the current status with the wanted values."""
     after = dict(current)
     if health is not None:
-        after["health"] = health
+        after["health"] = "disabled" if health == "forced_up" else health
+    if health == "forced_up":
+        after["operational"] = "up"
     if weight is not None:
         after["weight"] = weight
     if state is not None:

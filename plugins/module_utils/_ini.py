@@ -247,13 +247,16 @@ def _connstr_spans(text):
         spans.append((key, start, pos))
 
 
-def redirect_databases(text, from_host, to_host):
-    """The [databases] entries of pgbouncer.ini text whose host= is from_host, with to_host
-    instead, as a "[databases]" section to append to the file ("" when none is). PgBouncer
-    reads a section that comes again as more of it, and a name given twice takes the later
-    line, so appending this sends those databases, "*" included, to to_host at the next
-    RELOAD; removing it sends them back."""
-    lines, section = [], None
+def redirect_databases(text, from_host, to_host, keep=()):
+    """The [databases] entries of pgbouncer.ini text whose host= is from_host (a host or a list
+    of them), with to_host instead, as a "[databases]" section to append to the file ("" when
+    none is). PgBouncer reads a section that comes again as more of it, and a name given twice
+    takes the later line, so appending this sends those databases, "*" included, to to_host at
+    the next RELOAD; removing it sends them back. Databases named in keep stay where they are:
+    their own entry is left out, and one that only "*" serves gets an entry of its own with
+    "*"'s settings, so that moving "*" does not take it along."""
+    from_hosts = [from_host] if isinstance(from_host, str) else list(from_host)
+    lines, named, fallback, section = [], set(), None, None
     for raw in (text or "").splitlines():
         line = raw.strip()
         if not line or line[0] in ";#":
@@ -264,12 +267,18 @@ def redirect_databases(text, from_host, to_host):
         if section != "databases" or "=" not in line:
             continue
         name, _equals, connstr = line.partition("=")
-        connstr = connstr.strip()
+        name, connstr = name.strip(), connstr.strip()
+        named.add(name)
         spans = _connstr_spans(connstr) or []
         host = [(start, end) for key, start, end in spans if key.lower() == "host"]
-        if host and connstr[host[-1][0]:host[-1][1]].strip("'") == from_host:
-            start, end = host[-1]
-            lines.append("%s = %s" % (name.strip(), connstr[:start] + quote_connstr(to_host) + connstr[end:]))
+        if not host or connstr[host[-1][0]:host[-1][1]].strip("'") not in from_hosts or name in keep:
+            continue
+        if name == "*":
+            fallback = connstr
+        start, end = host[-1]
+        lines.append("%s = %s" % (name, connstr[:start] + quote_connstr(to_host) + connstr[end:]))
+    if fallback is not None:
+        lines.extend("%s = %s" % (name, fallback) for name in keep if name not in named)
     return "[databases]\n%s\n" % "\n".join(lines) if lines else ""
 
 

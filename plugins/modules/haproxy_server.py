@@ -53,8 +53,11 @@ options:
         V(disabled) HAProxy keeps the server in the state it had, UP or DOWN, whatever the check would say.
       - The switchover playbook disables the check of the old primary's pooler so that HAProxy does not mark it
         down, and cut its sessions, while that pooler hands its clients over to the new primary.
+      - V(forced_up) turns the check off and marks the server UP (C(set server ... health up)) whatever its check
+        says. The rolling restart uses it for a replica's pooler that it has pointed at the primary, so that it takes
+        the writes while the primary's pooler restarts; V(enabled) gives the check back its say.
     type: str
-    choices: [enabled, disabled]
+    choices: [enabled, disabled, forced_up]
   wait_for:
     description:
       - After any change, wait until the server is operationally V(up) (its health check passes; not with

@@ -240,6 +240,18 @@ def recap(output):
     return stats
 
 
+def new_table(primary_ip, prefix):
+    """A new table in APP_DB that APP_USER may insert into: id bigserial, at timestamptz."""
+    table = "%s_%d" % (prefix, int(time.time() * 1000))
+    psql(primary_ip, "CREATE TABLE %s (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())" % table, db=APP_DB)
+    psql(primary_ip, "GRANT INSERT, SELECT ON %s TO %s; GRANT USAGE ON SEQUENCE %s_id_seq TO %s" % (table, APP_USER, table, APP_USER), db=APP_DB)
+    return table
+
+
+def rows(ip, table):
+    return int(psql(ip, "SELECT count(*) FROM %s" % table, db=APP_DB)[0][0])
+
+
 def parse_pgbench(output):
     """Counts and per-second progress of a pgbench run (PostgreSQL 15 and 17 wording)."""
     def number(pattern):

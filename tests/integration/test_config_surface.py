@@ -217,7 +217,8 @@ def refusals(cases, tmp_path, *args):
                      "ansible.builtin.import_role": {"name": "pgbouncer.cluster.%s" % role, "tasks_from": "defaults.yml"}}
                     for role in ("pgbouncer", "pgbouncer_health", "haproxy", "keepalived", "firewall")),
                   *blocks, {"name": "Hand the messages to the test", "delegate_to": "localhost", "become": False, "changed_when": False,
-                            "check_mode": False, "ansible.builtin.copy": {"content": "{{ bad_input_messages | to_json }}", "dest": str(output), "mode": "0600"}}],
+                            "check_mode": False,
+                            "ansible.builtin.copy": {"content": "{{ bad_input_messages | to_json }}", "dest": str(output), "mode": "0600"}}],
     }]
     playbook = tmp_path / "bad_inputs.yml"
     playbook.write_text(json.dumps(play))

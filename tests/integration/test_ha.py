@@ -1,10 +1,11 @@
-"""High availability on the lab: clients connect to the keepalived VIP's HAProxy, here its
-read-only port 5001 (the replicas' poolers; writes through 5000 across a restart of the
-primary's pooler are the switchover work's).
+"""High availability on the lab: clients connect to the keepalived VIP's HAProxy.
 
-- playbooks/rolling_restart.yml restarts every node's PgBouncer while 50 pgbench clients
-  (transaction pooling, a new connection per transaction) run through the VIP: 0 failures,
-  and the VIP stays where it was (moving it would cut the sessions through its HAProxy).
+- playbooks/rolling_restart.yml restarts every node's PgBouncer, the primary's last, while
+  pgbench runs through the VIP with a new connection per transaction: 50 readers on 5001 (the
+  replicas' poolers) and 10 writers on 5000 (the primary's pooler; while it restarts, a
+  replica's pooler pointed at the primary takes the writes). 0 failures on either port, every
+  row pgbench acknowledged on the primary, and the VIP stays where it was (moving it would cut
+  the sessions through its HAProxy).
 - kill -9 of the VIP holder's PgBouncer: new connections through the VIP work within 5 s.
 All waits are bounded; all traffic goes from the app node to lab addresses.
 """
@@ -17,18 +18,37 @@ import time
 
 import pytest
 
-from conftest import APP, APP_DB, APP_USER, NODES, RO_PORT, SSH_CONFIG, VIP, ansible_playbook, cluster_roles, parse_pgbench, recap, ssh, vip_holder
+from conftest import (
+    APP,
+    APP_DB,
+    APP_USER,
+    NODES,
+    RO_PORT,
+    RW_PORT,
+    SSH_CONFIG,
+    VIP,
+    ansible_playbook,
+    cluster_roles,
+    haproxy_stats,
+    new_table,
+    parse_pgbench,
+    recap,
+    rows,
+    ssh,
+    vip_holder,
+)
 
 # Version-dependent: the rolling restart uses SHUTDOWN WAIT_FOR_CLIENTS from PgBouncer 1.23, PAUSE before; HAProxy 2.6 vs 3.0 runtime API.
 pytestmark = pytest.mark.version_dependent
 
 HOLD_FILE = "/run/pgbouncer-cluster/keepalived-hold"  # the keepalived role's default
 FRONT_PORT = RO_PORT
-CLIENTS = 50
-# pgbench -T: a 10 s baseline, the rolling restart (34 s on the Debian 12 Patroni lab; the
-# playbook may take LOAD_SECONDS - 20 s at most) and a margin; it stops by itself. Too short a
-# window fails the coverage assertion, never passes it.
-LOAD_SECONDS = 80
+READERS, WRITERS = 50, 10
+# pgbench -T: a 10 s baseline, the rolling restart (about 45 s on the Debian 12 Patroni lab,
+# the handover to a replica's pooler included; the playbook may take LOAD_SECONDS - 20 s at
+# most) and a margin; it stops by itself. Too short a window fails the coverage assertion,
+# never passes it.
+LOAD_SECONDS = 90
 TRANSACTION = "SELECT 1;\n"
 
 # Runs on the app node: one new connection + query through the VIP every 0.2 s for `seconds`;
@@ -70,30 +90,46 @@ def wait_healthy(seconds=60):
     pytest.fail("the cluster did not get healthy again within %d s" % seconds)
 
 
+def start_pgbench(port, clients, script_text, seconds):
+    """pgbench on the app node through VIP:port, a new connection per transaction (-C: clients
+    whose pool recycles connections, so a drained node sees them leave), --max-tries=1 (a
+    failure is counted, not retried); stops by itself. (process, script path)."""
+    script = ssh(APP, "mktemp /tmp/ha-load.XXXXXX.sql").stdout.strip()
+    ssh(APP, "cat > %s" % script, input=script_text)
+    command = ("timeout %d pgbench -n -C -h %s -p %d -U %s -c %d -j 2 -T %d -f %s -P 1 --progress-timestamp "
+               "--max-tries=1 --failures-detailed %s" % (seconds + 60, VIP, port, APP_USER, clients, seconds, script, APP_DB))
+    return subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), script
+
+
+def rw_sessions_served(name):
+    """Sessions the read-write backend has sent to `name`'s pooler, over every HAProxy."""
+    return sum(int(haproxy_stats(ip)[("pgbouncer", name)]["stot"]) for ip in NODES.values())
+
+
 def test_rolling_restart_under_load_fails_no_transaction():
+    """Cost on the lab: about 100 s (a 90 s load window; the rolling restart runs inside it)."""
     wait_healthy()
     holder = vip_holder()
-    primary = cluster_roles()["primary"]
+    roles = cluster_roles()
+    primary = roles["primary"]
+    table = new_table(NODES[primary], "rolling_restart")
+    sessions_before = {name: rw_sessions_served(name) for name in roles["replicas"]}
     started_before = {name: pgbouncer_started(ip) for name, ip in NODES.items()}
-    script = ssh(APP, "mktemp /tmp/ha-load.XXXXXX.sql").stdout.strip()
-    ssh(APP, "cat > %s" % script, input=TRANSACTION)
-    # -C: a new connection per transaction through the VIP, as clients whose pool recycles
-    # connections; a drained node sees its clients leave and new ones go elsewhere.
-    command = "timeout %d pgbench -n -C -h %s -p %d -U %s -c %d -j 2 -T %d -f %s -P 1 --progress-timestamp " % (
-        LOAD_SECONDS + 60, VIP, FRONT_PORT, APP_USER, CLIENTS, LOAD_SECONDS, script)
-    command += "--max-tries=1 --failures-detailed %s" % APP_DB
-    pgbench = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, command],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    loads = {"reads": start_pgbench(RO_PORT, READERS, TRANSACTION, LOAD_SECONDS),
+             "writes": start_pgbench(RW_PORT, WRITERS, "INSERT INTO %s DEFAULT VALUES;\n" % table, LOAD_SECONDS)}
+    outputs = {}
     try:
         time.sleep(10)  # load before the first node is drained
         begun = time.time()
         run = ansible_playbook("playbooks/rolling_restart.yml", timeout=LOAD_SECONDS - 20)
         finished = time.time()
-        output = pgbench.communicate(timeout=LOAD_SECONDS + 120)[0]
+        for kind, (process, _script) in loads.items():
+            outputs[kind] = process.communicate(timeout=LOAD_SECONDS + 120)[0]
     finally:
-        if pgbench.poll() is None:
-            pgbench.kill()
-        ssh(APP, "rm -f %s" % script, check=False)
+        for process, script in list(loads.values()):
+            if process.poll() is None:
+                process.kill()
+            ssh(APP, "rm -f %s" % script, check=False)
 
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert all(stats["failed"] == 0 and stats["unreachable"] == 0 for stats in recap(run.stdout).values())
@@ -105,17 +141,36 @@ def test_rolling_restart_under_load_fails_no_transaction():
     assert vip_holder() == holder, "the VIP moved during the rolling restart"
     held = [name for name, ip in NODES.items() if ssh(ip, "test -e %s" % HOLD_FILE, check=False).returncode == 0]
     assert held == [], "keepalived holds left behind on %s" % held
+    # The handover is over: no redirect block left; HAProxy checks every pooler again and sends
+    # writes to the primary's alone.
+    for name, ip in NODES.items():
+        assert "pgbouncer.cluster rolling restart" not in ssh(ip, "cat /etc/pgbouncer/pgbouncer*.ini").stdout, name
+    for ip in NODES.values():
+        servers = {name: row for (backend, name), row in haproxy_stats(ip).items() if backend == "pgbouncer" and name in NODES}
+        assert {name: (row["status"], row["weight"]) for name, row in servers.items()} == {
+            name: ("UP" if name == primary else "DOWN", "100") for name in NODES}, servers
+        assert all(row["check_status"].startswith("L7") for row in servers.values()), servers
+    helpers = [name for name in roles["replicas"] if rw_sessions_served(name) > sessions_before[name]]
 
-    result = parse_pgbench(output)
-    print("pgbench through the VIP: %d transactions, %d failed, %d clients aborted; rolling restart took %.0f s"
-          % (result["processed"], result["failed"], result["aborted"], finished - begun))
-    assert result["aborted"] == 0 and pgbench.returncode == 0, "\n".join(result["errors"][:40]) + output[-2000:]
-    assert result["failed"] == 0, "\n".join(result["errors"][:40]) + output[-2000:]
-    progress = result["progress"]
-    assert progress and progress[0][0] < begun and progress[-1][0] > finished, \
-        "pgbench did not cover the rolling restart (raise LOAD_SECONDS)"
-    during = sum(tps for ts, tps in progress if begun <= ts <= finished)
-    assert during > 0, "no transaction completed during the rolling restart"
+    results = {kind: parse_pgbench(output) for kind, output in outputs.items()}
+    written = rows(NODES[primary], table)
+    for kind, result in results.items():
+        print("%s through VIP:%d: %d transactions, %d failed, %d clients aborted"
+              % (kind, RW_PORT if kind == "writes" else RO_PORT, result["processed"], result["failed"], result["aborted"]))
+    print("rolling restart took %.0f s; writes handed to %s's pooler; %d rows on the primary"
+          % (finished - begun, helpers, written))
+    for kind, result in results.items():
+        output = outputs[kind]
+        assert result["aborted"] == 0 and loads[kind][0].returncode == 0, kind + "\n" + "\n".join(result["errors"][:40]) + output[-2000:]
+        assert result["failed"] == 0, kind + "\n" + "\n".join(result["errors"][:40]) + output[-2000:]
+        progress = result["progress"]
+        assert progress and progress[0][0] < begun and progress[-1][0] > finished, \
+            "%s: pgbench did not cover the rolling restart (raise LOAD_SECONDS)" % kind
+        during = sum(tps for ts, tps in progress if begun <= ts <= finished)
+        assert during > 0, "%s: no transaction completed during the rolling restart" % kind
+    # Every acknowledged write is on the primary, and some went through a replica's pooler.
+    assert written == results["writes"]["processed"] > 0
+    assert len(helpers) == 1, "no replica's pooler (or more than one) took writes: %s" % helpers
 
 
 def test_kill_9_of_the_vip_holders_pgbouncer_new_connections_within_5s():

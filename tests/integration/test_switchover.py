@@ -36,9 +36,11 @@ from conftest import (
     app_python,
     cluster_roles,
     haproxy_stats,
+    new_table,
     parse_pgbench,
     psql,
     recap,
+    rows,
     ssh,
     vip_holder,
     wait_until,
@@ -58,17 +60,6 @@ PATRONICTL = "patronictl -c /etc/patroni/*-main.yml"
 # could not release it; a clean stop releases it at once), HAProxy's rise (2 checks, 1 s apart),
 # the health agent's cache (0.3 s) and 2 s for the writer's reconnects and promotion.
 FAILOVER_BOUND = 20 + 2 + 0.3 + 2
-
-
-def new_table(primary_ip, prefix):
-    table = "%s_%d" % (prefix, int(time.time() * 1000))
-    psql(primary_ip, "CREATE TABLE %s (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())" % table, db=APP_DB)
-    psql(primary_ip, "GRANT INSERT, SELECT ON %s TO %s; GRANT USAGE ON SEQUENCE %s_id_seq TO %s" % (table, APP_USER, table, APP_USER), db=APP_DB)
-    return table
-
-
-def rows(ip, table):
-    return int(psql(ip, "SELECT count(*) FROM %s" % table, db=APP_DB)[0][0])
 
 
 def start_pgbench(table, seconds):

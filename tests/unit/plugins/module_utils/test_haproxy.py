@@ -220,6 +220,20 @@ def test_plan_turns_the_health_check_off_and_on_only_when_it_differs(health, com
     assert _haproxy.plan("pgbouncer", "pg-srv1", disabled, health="enabled") == ["enable health pgbouncer/pg-srv1"]
 
 
+def test_forced_up_turns_the_check_off_and_marks_a_down_server_up():
+    down = status("2.6", "pg-srv2")
+    assert down["operational"] == "down" and down["health"] == "enabled"
+    assert _haproxy.plan("pgbouncer", "pg-srv2", down, health="forced_up") == [
+        "disable health pgbouncer/pg-srv2", "set server pgbouncer/pg-srv2 health up"]
+    forced = _haproxy.predict(down, health="forced_up")
+    assert (forced["operational"], forced["health"]) == ("up", "disabled")
+    # Forced once, nothing more to send; enabling the check again gives it back its say.
+    assert _haproxy.plan("pgbouncer", "pg-srv2", forced, health="forced_up") == []
+    assert _haproxy.plan("pgbouncer", "pg-srv2", forced, health="enabled") == ["enable health pgbouncer/pg-srv2"]
+    # An UP server only loses its check.
+    assert _haproxy.plan("pgbouncer", "pg-srv1", READY, health="forced_up") == ["disable health pgbouncer/pg-srv1"]
+
+
 def test_health_on_a_server_without_a_check_is_refused():
     unchecked = dict(READY, health="none")
     assert any("no health check" in text for text in _haproxy.check_request(health="disabled", current=unchecked))

@@ -48,3 +48,24 @@ def test_the_appended_section_wins_where_pgbouncer_reads_it_last():
 def test_host_and_keys_are_matched_as_pgbouncer_reads_them():
     text = "[DATABASES]\nquoted = dbname=x HOST='10.129.0.21'\nhostaddr_only = hostaddr=10.129.0.21\n"
     assert _ini.redirect_databases(text, "10.129.0.21", "db two") == "[databases]\nquoted = dbname=x HOST='db two'\n"
+
+
+def test_kept_databases_stay_even_when_only_the_fallback_serves_them():
+    block = _ini.redirect_databases(INI, ["10.129.0.21", "/var/run/postgresql"], "10.129.0.22", keep=["billing", "postgres"])
+    assert block == (
+        "[databases]\n"
+        "* = host=10.129.0.22 port=5432\n"
+        "postgres = host=10.129.0.21 port=5432\n")
+    databases = _ini.parse(INI + block)["databases"]
+    assert databases["billing"].startswith("host=10.129.0.21 ") and databases["postgres"] == "host=10.129.0.21 port=5432"
+
+
+def test_a_kept_name_needs_no_entry_when_the_fallback_does_not_move():
+    assert _ini.redirect_databases(INI, "10.129.0.22", "10.129.0.23", keep=["postgres"]) == (
+        "[databases]\nappdb_ro = host=10.129.0.23 port=5432 dbname=appdb max_db_connections=5\n")
+
+
+def test_any_of_several_hosts_moves():
+    text = "[databases]\nlocal = host=/var/run/postgresql\nnet = host=10.129.0.21\nother = host=10.129.0.23\n"
+    assert _ini.redirect_databases(text, ["10.129.0.21", "/var/run/postgresql"], "10.129.0.22") == (
+        "[databases]\nlocal = host=10.129.0.22\nnet = host=10.129.0.22\n")
