@@ -1,7 +1,7 @@
 """pgbouncer_processes on pg-srv3: two PgBouncer processes sharing 6432 with so_reuseport,
 each with its own unit, socket and share of the limits; clients from the app node spread
-over both; systemd brings a killed process back; and back to one process leaves nothing
-behind. The node is left with the plain single-process layout for the tests after this one."""
+over both; systemd brings a killed process back; switchover.yml pauses and hands over both
+under write load; and back to one process leaves nothing behind. The node is left with the plain single-process layout for the tests after this one."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import subprocess
 import time
 
 import pytest
+from test_switchover import PATRONICTL, finish_pgbench, roles_once_all_answer, settled, start_pgbench
 
-from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, NODES, SSH_CONFIG, ansible_playbook, recap, ssh
+from conftest import APP, APP_DB, APP_PASSWORD, APP_USER, NODES, SSH_CONFIG, ansible_playbook, cluster_roles, new_table, recap, rows, ssh, wait_until
 
 # Version-dependent: so_reuseport processes and their consoles on PgBouncer 1.18 and 1.24.
 pytestmark = pytest.mark.version_dependent
@@ -47,9 +48,23 @@ def two(*extra):
     return converge("-e", json.dumps({"pgbouncer_processes": 2}), *extra)
 
 
-def console(socket, sql):
-    out = ssh(IP, "runuser -u postgres -- psql -XAt -F '|' -h %s -p 6432 -U pgbouncer pgbouncer -c %s" % (socket, "'%s'" % sql)).stdout
-    return [line.split("|") for line in out.splitlines()]
+def console(socket, sql, header=False):
+    """Rows of the admin console's answer, the column names first with header."""
+    out = ssh(IP, "runuser -u postgres -- psql -XA%s -F '|' -h %s -p 6432 -U pgbouncer pgbouncer -c %s"
+              % ("" if header else "t", socket, "'%s'" % sql)).stdout
+    lines = out.splitlines()[:-1] if header else out.splitlines()  # without the "(n rows)" line
+    return [line.split("|") for line in lines]
+
+
+def task_items(output, host, task):
+    """The item labels a task of ansible-playbook's output reported for host (run on it or
+    delegated to it), over every time it ran."""
+    items = []
+    for part in output.split("TASK [")[1:]:
+        if part.split("]", 1)[0].endswith(task):
+            # "ok: [pg-srv3] => (item=...)", or "[pg-srv1 -> pg-srv3(10.129.0.23)]" when delegated.
+            items += re.findall(r"^\w+: \[(?:[\w.-]+ -> )?%s(?:\([\d.]+\))?\] => \(item=(.*)\)$" % re.escape(host), part, re.MULTILINE)
+    return items
 
 
 def show_config(socket):
@@ -138,6 +153,49 @@ def test_a_killed_process_comes_back(two_processes):
     wait_restarted(UNITS[0], old)
     assert main_pid(UNITS[1]) == other, "the other process is not touched"
     assert show_config(SOCKETS[0])["max_client_conn"] == "500"
+
+
+def test_a_switchover_pauses_and_hands_over_every_process(two_processes, tmp_path):
+    """Cost on the lab: about 40 s (a 20 s write load through VIP:5000 with the switchover
+    inside it, then the cluster settling), 20 s more when pg-srv3 must become the primary first."""
+    before = roles_once_all_answer()
+    if before["primary"] != NODE:
+        # pg-srv3 primary first, with no load: as the old primary it hands its clients over from
+        # both processes (a block in each file). A switchover to it under load could be refused:
+        # Patroni's view of a replica's lag is up to loop_wait (10 s) old.
+        ssh(NODES[before["primary"]], "%s switchover --candidate %s --force" % (PATRONICTL, NODE))
+        wait_until("%s primary" % NODE, lambda: roles_once_all_answer()["primary"] == NODE, 60)
+    settled(NODE)
+    # As users would give it: pg-srv3's process count as a host variable, the others' default.
+    host_vars = tmp_path / "processes.yml"
+    host_vars.write_text(json.dumps({"all": {"hosts": {NODE: {"pgbouncer_processes": 2}}}}))
+    table = new_table(NODES[NODE], "switchover_processes")
+    seconds = 20
+    load = start_pgbench(table, seconds)
+    time.sleep(3)  # pgbench has its connections
+    run = ansible_playbook("-i", host_vars, "playbooks/switchover.yml", "-e", "switchover_databases=%s" % APP_DB, timeout=300)
+    result, returncode = finish_pgbench(load, seconds)
+    after = cluster_roles()
+    written = rows(NODES[after["primary"]], table)
+    print("switchover.yml %s -> %s with two processes on %s: %d transactions, %d failed, %d clients cut, %d rows, longest %.0f ms"
+          % (NODE, after["primary"], NODE, result["processed"], result["failed"], result["aborted"], written,
+             result["longest_ms"]))
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert after["primary"] != NODE
+    # Both processes were paused (all or nothing) and resumed, and reloaded with the handover
+    # block and again without it.
+    assert {"pgbouncer@1.service %s" % APP_DB, "pgbouncer@2.service %s" % APP_DB} <= set(task_items(run.stdout, NODE, "PAUSE the databases on every node"))
+    reloads = sorted(task_items(run.stdout, NODE, "RELOAD the node's pooler"))
+    assert reloads == ["pgbouncer@1.service", "pgbouncer@1.service", "pgbouncer@2.service", "pgbouncer@2.service"]
+    assert returncode == 0 and result["failed"] == 0 and result["aborted"] == 0, "\n".join(result["errors"][:20])
+    assert result["processed"] > 0 and written == result["processed"]
+    for socket in SOCKETS:
+        header, *databases = console(socket, "SHOW DATABASES", header=True)
+        # An auto-database ("*") may be gone after the handback's RELOAD; none may stay paused.
+        stuck = [row for row in (dict(zip(header, row)) for row in databases) if (row["paused"], row["disabled"]) != ("0", "0")]
+        assert stuck == [], (socket, stuck)
+    assert "pgbouncer.cluster switchover" not in ssh(IP, "cat /etc/pgbouncer/pgbouncer-*.ini").stdout
+    settled(after["primary"])
 
 
 def test_second_run_changes_nothing(two_processes):
