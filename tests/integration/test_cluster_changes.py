@@ -89,10 +89,10 @@ def test_haproxy_can_check_patronis_rest_api_instead(patroni_checks):
                 for ip, stat in stats.items() for name in NODES}
         # After the reload the states carried over from the agent's checks can match before
         # Patroni's REST API answered any check: wait for its answers (L7) on every server.
-        checked = all(stat[(backend, name)]["check_status"].startswith("L7")
+        checked = all(stat[(backend, name)]["check_status"].lstrip("* ").startswith("L7")
                       for stat in stats.values() for name in NODES for backend in ("pgbouncer", "pgbouncer_ro"))
         if checked and all(seen[(ip, name)] == wanted[name] for ip, name in seen):
             break
         assert time.monotonic() < deadline, seen
         time.sleep(0.5)
-    assert all(stat[("pgbouncer", name)]["check_status"].startswith("L7") for stat in stats.values() for name in NODES)
+    assert all(stat[("pgbouncer", name)]["check_status"].lstrip("* ").startswith("L7") for stat in stats.values() for name in NODES)

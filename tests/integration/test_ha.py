@@ -44,11 +44,11 @@ pytestmark = pytest.mark.version_dependent
 HOLD_FILE = "/run/pgbouncer-cluster/keepalived-hold"  # the keepalived role's default
 FRONT_PORT = RO_PORT
 READERS, WRITERS = 50, 10
-# pgbench -T: a 10 s baseline, the rolling restart (about 45 s on the Debian 12 Patroni lab,
-# the handover to a replica's pooler included; the playbook may take LOAD_SECONDS - 20 s at
-# most) and a margin; it stops by itself. Too short a window fails the coverage assertion,
+# pgbench -T: a 10 s baseline, the rolling restart (43-45 s on the Debian 12 and 13 Patroni
+# labs, the handover to a replica's pooler included; the playbook may take LOAD_SECONDS - 20 s
+# at most) and a margin; it stops by itself. Too short a window fails the coverage assertion,
 # never passes it.
-LOAD_SECONDS = 90
+LOAD_SECONDS = 80
 TRANSACTION = "SELECT 1;\n"
 
 # Runs on the app node: one new connection + query through the VIP every 0.2 s for `seconds`;
@@ -107,7 +107,7 @@ def rw_sessions_served(name):
 
 
 def test_rolling_restart_under_load_fails_no_transaction():
-    """Cost on the lab: about 100 s (a 90 s load window; the rolling restart runs inside it)."""
+    """Cost on the lab: about 90 s (an 80 s load window; the rolling restart runs inside it)."""
     wait_healthy()
     holder = vip_holder()
     roles = cluster_roles()
@@ -149,7 +149,9 @@ def test_rolling_restart_under_load_fails_no_transaction():
         servers = {name: row for (backend, name), row in haproxy_stats(ip).items() if backend == "pgbouncer" and name in NODES}
         assert {name: (row["status"], row["weight"]) for name, row in servers.items()} == {
             name: ("UP" if name == primary else "DOWN", "100") for name in NODES}, servers
-        assert all(row["check_status"].startswith("L7") for row in servers.values()), servers
+        # HAProxy shows "* L7OK" while a check is running: the last result, marked.
+        checks = {name: row["check_status"] for name, row in servers.items()}
+        assert all(status.lstrip("* ").startswith("L7") for status in checks.values()), checks
     helpers = [name for name in roles["replicas"] if rw_sessions_served(name) > sessions_before[name]]
 
     results = {kind: parse_pgbench(output) for kind, output in outputs.items()}
