@@ -9,7 +9,7 @@ module: node_files
 short_description: Write several plain files, make their directories and remove old files, in one call
 description:
   - One module call where a role would otherwise run a C(file), C(copy) or C(template) task for each
-    directory, file and leftover: each remote task costs about half a second on every run, changed or not.
+    directory, file and leftover, each of which costs about half a second on every run, changed or not.
   - Makes the directories of O(directories) that are missing and gives each its O(directories[].owner),
     O(directories[].group) and O(directories[].mode). A missing parent directory of a file that O(directories)
     does not list is made too, C(root:root 0755).
