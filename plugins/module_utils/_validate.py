@@ -340,8 +340,13 @@ def pool_sizing_problems(poolers):
     return _sizing.problems(poolers, capacities)
 
 
-def source_problems(sources, variable):
-    """Messages for entries of a firewall source list that are not `any`, an IP or a CIDR."""
+def source_problems(sources, variable=None):
+    """Messages for entries of a firewall source list that are not `any`, an IP or a CIDR.
+
+    Without `variable`, `sources` maps variable names to their lists: the messages of all, in order.
+    """
+    if variable is None and isinstance(sources, dict):
+        return [message for name, value in sources.items() for message in source_problems(value, name)]
     if isinstance(sources, (str, bytes)) or not isinstance(sources, (list, tuple)):
         return ["%s must be a list of IP addresses or CIDRs, not %r" % (variable, sources)]
     found = []

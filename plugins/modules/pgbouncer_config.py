@@ -261,7 +261,7 @@ from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection impo
     os_identity,
     psycopg,
 )
-from ansible_collections.pgbouncer.cluster.plugins.module_utils._files import read_current
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._files import read_current, write_atomically
 
 NOT_INSTALLED = "pgbouncer is not installed yet: the dry start is skipped in check mode"
 
@@ -413,27 +413,10 @@ def restart_keys(module, version, processes, current, wanted):
 
 
 def write(module, path, text, file_args):
-    """Replace `path` through a temporary file in its directory that has the final owner, group
-    and mode before the move: the file is never readable by others, nor half written."""
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        module.fail_json(msg="directory %s does not exist: install PgBouncer first" % directory)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pgbouncer.ini.")  # 0600, only we can read it
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        module.set_fs_attributes_if_different(dict(file_args, path=tmp), True)
-        # atomic_move gives a file it creates 0666 & ~umask and our uid: a strict umask keeps
-        # it private until the attributes are set again below.
-        umask = os.umask(0o077)
-        try:
-            module.atomic_move(tmp, path, keep_dest_attrs=False)
-        finally:
-            os.umask(umask)
-        module.set_fs_attributes_if_different(file_args, True)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Replace `path` atomically, never readable by others (_files.write_atomically)."""
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        module.fail_json(msg="directory %s does not exist: install PgBouncer first" % os.path.dirname(path))
+    write_atomically(module, path, text.encode("utf-8"), file_args, prefix=".pgbouncer.ini.")
 
 
 def keep_previous(module, path):

@@ -24,11 +24,10 @@ SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "lab")
 # What a dry run on fresh nodes cannot know: a directory that the real run's package or an
 # earlier role creates before this task looks for it (keepalived's package brings
 # /etc/keepalived; the health agent's role creates /usr/local/libexec/pgbouncer-cluster).
-# Check mode reports these as changes the real run then finds already made.
-MADE_EARLIER_IN_THE_REAL_RUN = {
-    "pgbouncer.cluster.keepalived : Create the configuration directory",
-    "pgbouncer.cluster.keepalived : Create the directory of the check script",
-}
+# Tasks that only made such a directory would be reported changed by the dry run alone; the
+# keepalived role makes them in the task that writes its scripts (node_files), new on fresh
+# nodes in both runs, so no task is left out of the comparison now.
+MADE_EARLIER_IN_THE_REAL_RUN: set[str] = set()
 
 
 @pytest.mark.version_dependent

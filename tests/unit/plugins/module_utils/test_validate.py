@@ -89,3 +89,10 @@ def test_source_lists_take_any_addresses_and_cidrs():
         "pgbouncer_allowed_sources: 'app-host' is not an IP address or CIDR",
     ]
     assert _validate.source_problems("10.0.0.1", "v") == ["v must be a list of IP addresses or CIDRs, not '10.0.0.1'"]
+
+
+def test_source_lists_by_name_at_once_in_order():
+    assert _validate.source_problems({"b": ["any"], "a": ["app-host"], "c": "10.0.0.1"}) == [
+        "a: 'app-host' is not an IP address or CIDR",
+        "c must be a list of IP addresses or CIDRs, not '10.0.0.1'",
+    ]
