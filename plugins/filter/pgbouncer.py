@@ -7,7 +7,7 @@ pgbouncer.ini itself is rendered, checked and written by the pgbouncer_config mo
 
 from __future__ import annotations
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _processes, _ssh, _validate, _version
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _hba, _ini, _processes, _ssh, _validate, _version
 
 
 def ssh_ports(sshd_t, ss="", fallback=22):
@@ -30,4 +30,5 @@ class FilterModule:
             "pgbouncer_ssh_ports": ssh_ports,
             "pgbouncer_processes": _processes.layout,
             "pgbouncer_retired_processes": _processes.retired,
+            "pgbouncer_socket_hba_check": _hba.socket_check,
         }

@@ -13,8 +13,12 @@ description:
   - C(max_connections), C(superuser_reserved_connections) and (PostgreSQL 16+) C(reserved_connections);
     the databases clients can connect to; the login roles that have a password; the server version.
   - Whether the server is in recovery and, on a primary, its streaming replicas with their replay lag.
+  - The C(local) lines of C(pg_hba.conf) (C(pg_hba_file_rules), which reads the file as it is on disk, not
+    necessarily as loaded); when that view cannot be read, RV(hba_read_error) says why and nothing fails.
   - The pgbouncer role uses it to check pool sizing across all poolers and that console users are in the
     auth_file, before it changes anything; the switchover playbook to check that the candidate streams.
+  - With the C(local) lines the role also checks, when a [databases] host it writes is a socket directory, that
+    PostgreSQL accepts PgBouncer's logins there with a password (the pgbouncer_socket_hba_check filter).
 version_added: 0.1.0
 author: pgbouncer.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -124,6 +128,47 @@ replication:
       description: Bytes of WAL written on the primary that the standby has not replayed yet.
       type: int
   sample: [{application_name: pg-srv2, client_addr: 10.129.0.22, state: streaming, replay_lag_bytes: 0}]
+hba_local_rules:
+  description:
+    - The C(local) lines of C(pg_hba.conf) in the order PostgreSQL tries them (first match decides), from
+      C(pg_hba_file_rules), plus any line PostgreSQL cannot parse (with C(error) set). Empty when
+      RV(hba_read_error) is set.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    line_number:
+      description: Line number in its file.
+      type: int
+    file_name:
+      description: The file that holds the line (PostgreSQL 16 and later, which allow include files; null before).
+      type: str
+    database:
+      description: The database list as written (keywords such as C(all), C(sameuser), C(replication) as they are).
+      type: list
+      elements: str
+    user_name:
+      description: The user list as written (C(all), C(+role), names).
+      type: list
+      elements: str
+    auth_method:
+      description: The method, such as C(peer), C(scram-sha-256), C(md5), C(trust).
+      type: str
+    options:
+      description: The method's options, such as C(map=name); null when none.
+      type: list
+      elements: str
+    error:
+      description: Why PostgreSQL cannot use the line; null for a valid line.
+      type: str
+  sample: [{line_number: 118, file_name: /etc/postgresql/17/main/pg_hba.conf, database: [all], user_name: [postgres],
+            auth_method: peer, options: null, error: null}]
+hba_read_error:
+  description: Why C(pg_hba_file_rules) could not be read (for example, login_user is not allowed to); empty when it
+    was read.
+  returned: always
+  type: str
+  sample: ""
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -139,7 +184,24 @@ USERS = ("SELECT usename, usesuper, COALESCE(valuntil < now(), false) FROM pg_sh
 REPLICATION = ("SELECT application_name, host(client_addr), state, "
                "COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint "
                "FROM pg_stat_replication WHERE NOT pg_is_in_recovery() ORDER BY application_name")
+# Every column, so that it works before PostgreSQL 16 (no file_name there) and after.
+HBA = "SELECT to_jsonb(r) FROM pg_hba_file_rules r"
+HBA_FIELDS = ("line_number", "file_name", "database", "user_name", "auth_method", "options", "error")
 NUMERIC = ("server_version_num", "max_connections", "superuser_reserved_connections", "reserved_connections")
+
+
+def local_rules(rows):
+    """The local lines (and lines with an error) of pg_hba_file_rules rows, in the view's order."""
+    return [{field: row.get(field) for field in HBA_FIELDS} for row in rows
+            if row.get("type") == "local" or row.get("error")]
+
+
+def read_hba(conn):
+    """(local rules, "") or ([], why not): a pg_hba.conf that cannot be read fails nothing."""
+    try:
+        return local_rules([row[0] for row in conn.execute(HBA).fetchall()]), ""
+    except Exception as exc:  # psycopg.Error: no privilege on the view, or no such view
+        return [], str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def main():
@@ -154,6 +216,7 @@ def main():
         in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
         replication = [dict(application_name=row[0], client_addr=row[1], state=row[2], replay_lag_bytes=int(row[3]))
                        for row in conn.execute(REPLICATION).fetchall()]
+        hba_local_rules, hba_read_error = read_hba(conn)
     except Exception as exc:  # psycopg.Error
         module.fail_json(msg="cannot read settings, databases, pg_shadow and pg_stat_replication (is login_user a superuser?): %s" % exc)
     finally:
@@ -162,7 +225,8 @@ def main():
     module.exit_json(changed=False, databases=databases, users_with_password=[row[0] for row in user_rows],
                      superusers=[row[0] for row in user_rows if row[1]],
                      expired_users=[row[0] for row in user_rows if row[2]], in_recovery=in_recovery,
-                     replication=replication, **result)
+                     replication=replication, hba_local_rules=hba_local_rules, hba_read_error=hba_read_error,
+                     **result)
 
 
 if __name__ == "__main__":
