@@ -267,3 +267,42 @@ def test_site_yml_itself_refuses_bad_input_before_any_node_changes():
     assert message in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
     assert recap(result.stdout)[NODE]["changed"] == 0, recap(result.stdout)
     assert state() == before
+
+
+SOCKET_DIR = "/var/run/postgresql"
+OVER_WHICH_TRANSPORT = r"""
+import json, sys
+import psycopg
+with psycopg.connect(host=sys.argv[1], port=6432, dbname=sys.argv[2], user=sys.argv[3], password=sys.argv[4], sslmode="disable",
+                     connect_timeout=10) as conn:
+    # NULL when the server connection PgBouncer used came over the unix socket.
+    print(json.dumps(conn.execute("SELECT inet_server_addr()::text").fetchone()[0]))
+"""
+
+
+def test_the_wildcard_entry_goes_over_the_unix_socket_when_pg_hba_accepts_it(restore_node):
+    """The documented option the bench measured (docs/bench/findings.md): PgBouncer reaches its
+    PostgreSQL over the socket; the lab's pg_hba has `local all all md5` after the postgres
+    peer line, so the role's pg_hba check passes. About 50 s: two converges of one node."""
+    converge("-e", "pgbouncer_database_wildcard_host=" + SOCKET_DIR)
+    assert "host=%s" % SOCKET_DIR in ssh(IP, "grep -E '^\\* *=' /etc/pgbouncer/pgbouncer.ini").stdout
+    # Under transaction pooling the earlier TCP server connections were closed by the reload's
+    # new host; a new login gets one over the socket.
+    assert app_python(OVER_WHICH_TRANSPORT, IP, APP_DB, APP_USER, APP_PASSWORD) is None
+
+
+def test_a_socket_entry_pg_hba_would_refuse_is_refused_before_any_node_changes():
+    """Debian's stock pg_hba (`local all all peer` first) would refuse PgBouncer's password
+    logins over the socket: the role stops before pgbouncer.ini changes, naming the line.
+    pg_hba_file_rules reads the file on disk, so PostgreSQL is not reloaded. About 15 s."""
+    hba = ssh(IP, "runuser -u postgres -- psql -XAtc 'SHOW hba_file'").stdout.strip()
+    before = state()
+    ssh(IP, "cp -p %s /root/pg_hba.conf.test && sed -i '2i local all all peer' %s" % (hba, hba))
+    try:
+        result = ansible_playbook("playbooks/site.yml", "--limit", NODE, "-e", "pgbouncer_database_wildcard_host=" + SOCKET_DIR)
+    finally:
+        ssh(IP, "mv /root/pg_hba.conf.test %s" % hba)
+    assert result.returncode != 0
+    assert "line 2 (local all all peer) matches them first, with method peer" in result.stdout, result.stdout[-3000:]
+    assert recap(result.stdout)[NODE]["changed"] == 0
+    assert state() == before
