@@ -3,10 +3,7 @@ fail for lack of admin rights (issue 15, item 9). The console is a fake that rec
 
 from __future__ import annotations
 
-import io
-import json
 import sys
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -14,9 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
 
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _admin  # noqa: E402
 from ansible_collections.pgbouncer.cluster.plugins.modules import pgbouncer_admin  # noqa: E402
+
+from conftest import module_result  # noqa: E402
 
 CONFIG = [
     {"key": "admin_users", "value": "ops_admin, ops2", "default": "", "changeable": "yes"},
@@ -53,11 +51,7 @@ class FakeConsole:
 def run_module(monkeypatch, **args):
     FakeConsole.sent = []
     monkeypatch.setattr(pgbouncer_admin, "Console", FakeConsole)
-    args["_ansible_check_mode"] = True
-    out = io.StringIO()
-    with patch_module_args(args), redirect_stdout(out), pytest.raises(SystemExit):
-        pgbouncer_admin.main()
-    return json.loads(out.getvalue()), FakeConsole.sent
+    return module_result(pgbouncer_admin.main, args, check_mode=True), FakeConsole.sent
 
 
 @pytest.mark.parametrize("command", ["PAUSE", "RESUME", "DISABLE", "ENABLE"])

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import getpass
 import grp
-import io
 import json
 import os
 import sys
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -20,8 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
 
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
 from ansible_collections.pgbouncer.cluster.plugins.modules import node_files  # noqa: E402
+
+from conftest import module_result  # noqa: E402
 
 USER = getpass.getuser()
 GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -31,14 +30,7 @@ def run_module(check_mode=False, diff=False, **args):
     """The module's JSON result for `args`; owner and group default to whoever runs the test."""
     for key in ("files", "directories"):
         args[key] = [dict({"owner": USER, "group": GROUP}, **entry) for entry in args.get(key, [])]
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    out = io.StringIO()
-    with patch_module_args(args), redirect_stdout(out), pytest.raises(SystemExit):
-        node_files.main()
-    return json.loads(out.getvalue())
+    return module_result(node_files.main, args, check_mode, diff)
 
 
 def tree(base):

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import io
-import json
 import sys
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -14,9 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
 
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ufw  # noqa: E402
 from ansible_collections.pgbouncer.cluster.plugins.modules import ufw as ufw_module  # noqa: E402
+
+from conftest import module_result  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "ufw"
 TAG = "pgbouncer.cluster"
@@ -459,14 +457,7 @@ def run_module(monkeypatch, name, fake, check_mode=False, diff=False, **args):
     monkeypatch.setattr(ufw_module, "CONF", str(FIXTURES / name / "ufw.conf"))
     monkeypatch.setattr(ufw_module.AnsibleModule, "get_bin_path", lambda self, name, required=False: "/usr/sbin/ufw")
     monkeypatch.setattr(ufw_module.Ufw, "run", lambda self, argv: fake(self.module, argv))
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    out = io.StringIO()
-    with patch_module_args(args), redirect_stdout(out), pytest.raises(SystemExit):
-        ufw_module.main()
-    return json.loads(out.getvalue())
+    return module_result(ufw_module.main, args, check_mode, diff)
 
 
 LAB_ARGS = dict(
@@ -558,10 +549,7 @@ def test_module_check_mode_without_ufw_installed_reports_a_fresh_install(monkeyp
     monkeypatch.setattr(ufw_module, "CONF", str(tmp_path / "ufw.conf"))
     monkeypatch.setattr(ufw_module.AnsibleModule, "get_bin_path", lambda self, name, required=False: None)
     monkeypatch.setattr(ufw_module.Ufw, "run", lambda self, argv: fake(self.module, argv))
-    out = io.StringIO()
-    with patch_module_args(dict(LAB_ARGS, _ansible_check_mode=True)), redirect_stdout(out), pytest.raises(SystemExit):
-        ufw_module.main()
-    result = json.loads(out.getvalue())
+    result = module_result(ufw_module.main, LAB_ARGS, check_mode=True)
     assert result["changed"] is True and fake.calls == []
     assert result["commands"][0].startswith("ufw allow in proto tcp from any to any port 22")
     assert result["commands"][-1] == "ufw --force enable"

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import getpass
 import grp
-import io
-import json
 import os
 import sys
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -16,9 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
 
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _userlist  # noqa: E402
 from ansible_collections.pgbouncer.cluster.plugins.modules import pgbouncer_userlist  # noqa: E402
+
+from conftest import module_result  # noqa: E402
 
 SCRAM = "SCRAM-SHA-256$4096:c2FsdHNhbHQ=$c3RvcmVka2V5:c2VydmVya2V5"
 MD5 = "md5" + "0123456789abcdef" * 2
@@ -79,14 +77,7 @@ def run_module(monkeypatch, rows=ROWS, check_mode=False, diff=False, **args):
     monkeypatch.setattr(pgbouncer_userlist, "read_pg_shadow", lambda module: list(rows))
     args.setdefault("owner", getpass.getuser())
     args.setdefault("group", grp.getgrgid(os.getgid()).gr_name)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    out = io.StringIO()
-    with patch_module_args(args), redirect_stdout(out), pytest.raises(SystemExit):
-        pgbouncer_userlist.main()
-    return json.loads(out.getvalue())
+    return module_result(pgbouncer_userlist.main, args, check_mode, diff)
 
 
 def test_module_writes_atomically_with_mode_and_is_idempotent(monkeypatch, tmp_path):
