@@ -139,6 +139,13 @@ def plan(backend, server, current, weight=None, state=None, health=None):
     return commands
 
 
+def restore_plan(backend, server, current):
+    """Commands that take the server back to its configured state: ready, its initial weight
+    (haproxy.cfg's), its health check on when it has one. [] when it is there already."""
+    health = "enabled" if current.get("health", "none") != "none" else None
+    return plan(backend, server, current, weight=current["initial_weight"], state="ready", health=health)
+
+
 def predict(current, weight=None, state=None, health=None):
     """What check mode reports as `after`: the current status with the wanted values."""
     after = dict(current)

@@ -69,6 +69,17 @@ options:
     description: Seconds O(wait_for) waits at most.
     type: float
     default: 30
+  restore_after:
+    description:
+      - Seconds after which the HAProxy node itself takes the server back to its configured state (C(ready), its
+        initial weight, its health check on), whatever happens to the controller meanwhile (a lost SSH session, a
+        killed C(ansible-playbook)). Before changing anything, the module arms a transient systemd timer on the
+        HAProxy node (C(pgbouncer-cluster-undo-haproxy-*)); a later call with another O(restore_after) re-arms it,
+        and a call that leaves the server in its configured state disarms it. Nothing is changed when the timer
+        cannot be armed.
+      - V(0) (the default) arms nothing.
+    type: float
+    default: 0
 attributes:
   check_mode:
     support: full
@@ -172,6 +183,11 @@ commands:
   type: list
   elements: str
   sample: ["set server pgbouncer/pg-srv2 weight 0"]
+undo_timer:
+  description: The systemd timer armed by this call (O(restore_after)); empty when none.
+  returned: success
+  type: str
+  sample: pgbouncer-cluster-undo-haproxy-_2frun_2fhaproxy_2fadmin_2esock-pgbouncer_2drw-pg-srv1
 waited:
   description: Seconds spent waiting for O(wait_for).
   returned: success
@@ -182,7 +198,7 @@ waited:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _haproxy
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _deadman, _haproxy
 
 POLL_INTERVAL = 0.5
 
@@ -213,6 +229,23 @@ def wait(module, wait_for, timeout):
         time.sleep(POLL_INTERVAL)
 
 
+def guard(module, planned):
+    """Before the change: arm the timer that takes the server back to its configured state
+    (restore_after), or disarm it when the change itself goes back there. The timer's name when
+    one is armed now."""
+    params = module.params
+    unit = _deadman.unit_name("haproxy", params["socket"], params["backend"], params["server"])
+    undo = _haproxy.restore_plan(params["backend"], params["server"], planned)
+    if not undo:
+        _deadman.disarm(module, unit)
+        return ""
+    if not params["restore_after"]:
+        return ""
+    return _deadman.arm(module, unit, params["restore_after"], _deadman.haproxy_undo_argv(params["socket"], undo),
+                        "pgbouncer.cluster: %s/%s back to its configured state at the runbook's deadline"
+                        % (params["backend"], params["server"]))
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -224,6 +257,7 @@ def main():
             health=dict(type="str", choices=list(_haproxy.HEALTH)),
             wait_for=dict(type="str", choices=list(_haproxy.WAIT_FOR)),
             timeout=dict(type="float", default=30),
+            restore_after=dict(type="float", default=0),
         ),
         supports_check_mode=True,
     )
@@ -240,9 +274,11 @@ def main():
         module.fail_json(msg="; ".join(problems), before=before)
     commands = _haproxy.plan(params["backend"], params["server"], before, params["weight"], params["state"], params["health"])
     waited = 0.0
+    undo_timer = ""
     if module.check_mode:
         after = _haproxy.predict(before, params["weight"], params["state"], params["health"])
     else:
+        undo_timer = guard(module, _haproxy.predict(before, params["weight"], params["state"], params["health"]))
         for command in commands:
             try:
                 refused = _haproxy.refusal(_haproxy.runtime_command(params["socket"], command))
@@ -254,7 +290,7 @@ def main():
         if params["wait_for"]:
             after, waited = wait(module, params["wait_for"], params["timeout"])
 
-    result = dict(changed=bool(commands), before=before, after=after, commands=commands, waited=waited)
+    result = dict(changed=bool(commands), before=before, after=after, commands=commands, waited=waited, undo_timer=undo_timer)
     if module._diff:
         result["diff"] = dict(before=_haproxy.diff_view(before), after=_haproxy.diff_view(after))
     module.exit_json(**result)

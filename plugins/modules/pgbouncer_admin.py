@@ -88,6 +88,17 @@ options:
         module sends V(RESUME) (for O(db) if given) so that nothing stays paused, then fails.
     type: bool
     default: true
+  resume_deadline:
+    description:
+      - With V(PAUSE), seconds after which the node itself sends V(RESUME) for O(db) (all databases without O(db)),
+        whatever happens to the controller meanwhile (a lost SSH session, a killed C(ansible-playbook)). Before
+        pausing, the module arms a transient systemd timer on the node (C(pgbouncer-cluster-undo-pause-*)), which
+        logs in over the unix socket as O(os_user), like the module; a later V(RESUME) of the same database through
+        this module disarms it. Nothing is paused when the timer cannot be armed.
+      - Needs the unix socket (no O(login_host)) and O(os_user), since the timer has no password.
+      - V(0) (the default) arms nothing. Only a pause this call makes is armed; one already in effect is left alone.
+    type: float
+    default: 0
   login_port:
     description: PgBouncer port.
     type: int
@@ -131,6 +142,13 @@ EXAMPLES = r"""
     command: PAUSE
     db: appdb
     timeout: 30
+    os_user: postgres
+
+- name: Pause appdb, and let the node resume it after 60 seconds even if this play dies meanwhile
+  pgbouncer.cluster.pgbouncer_admin:
+    command: PAUSE
+    db: appdb
+    resume_deadline: 60
     os_user: postgres
 
 - name: Resume appdb
@@ -237,6 +255,13 @@ resumed:
   returned: on timeout of PAUSE or SUSPEND
   type: bool
   sample: true
+undo_timer:
+  description:
+    - The systemd timer that resumes the database at the deadline (O(resume_deadline)); with V(RESUME), the
+      timer this call disarmed. Empty when none.
+  returned: for PAUSE and RESUME
+  type: str
+  sample: pgbouncer-cluster-undo-pause-_2fvar_2frun_2fpostgresql-6432-appdb
 error_kind:
   description:
     - Machine-readable reason of a failure, e.g. connection_refused, authentication_failed,
@@ -251,7 +276,7 @@ import select
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _admin
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _admin, _deadman
 from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection import (
     classify_error,
     connect,
@@ -498,8 +523,43 @@ class AdminCommand:
             self.fail("%s, and %s did not answer: %s" % (msg, resume, exc), "timeout", timed_out=True, resumed=False)
         finally:
             console.close()
+        self.disarm_resume()
         self.fail(msg + "; sent %s so nothing stays paused" % resume, "timeout", timed_out=True, resumed=True,
                   executed=True)
+
+    def resume_unit(self):
+        params = self.params
+        return _deadman.unit_name("pause", params["login_unix_socket"], params["login_port"], params["db"] or "all")
+
+    def check_resume_deadline(self):
+        """resume_deadline needs a login the timer can repeat without a password."""
+        params = self.params
+        if not params["resume_deadline"]:
+            return
+        if self.verb != "PAUSE":
+            self.fail("resume_deadline is only for PAUSE", "invalid_argument")
+        if params["login_host"] and not params["login_host"].startswith("/"):
+            self.fail("resume_deadline needs the unix socket (login_unix_socket, no login_host): the timer that resumes "
+                      "logs in without a password", "invalid_argument")
+        if not params["os_user"]:
+            self.fail("resume_deadline needs os_user, the OS user the timer logs in as over the unix socket",
+                      "invalid_argument")
+
+    def arm_resume(self):
+        """Before a PAUSE: the node resumes by itself at the deadline, whatever the controller does."""
+        params = self.params
+        resume = _admin.build_command("RESUME", db=params["db"])
+        unit = _deadman.arm(
+            self.module, self.resume_unit(), params["resume_deadline"],
+            _deadman.console_undo_argv(params["login_unix_socket"], params["login_port"], params["login_user"], resume),
+            "pgbouncer.cluster: %s on port %s at the runbook's deadline" % (resume, params["login_port"]),
+            user=params["os_user"])
+        self.result["undo_timer"] = unit
+
+    def disarm_resume(self):
+        unit = self.resume_unit()
+        if _deadman.disarm(self.module, unit):
+            self.result["undo_timer"] = unit
 
     def read_setting_after(self):
         entry = _admin.find_row(self._show("CONFIG"), "key", _admin.validate_key(self.params["key"]))
@@ -549,6 +609,7 @@ def argument_spec():
         value=dict(type="raw"),
         timeout=dict(type="float", default=60),
         resume_on_timeout=dict(type="bool", default=True),
+        resume_deadline=dict(type="float", default=0),
     )
     return spec
 
@@ -561,12 +622,17 @@ def main():
         module.fail_json(msg=str(exc), error_kind=exc.kind, command=module.params["command"])
     command = AdminCommand(module, verb, show, text)
     try:
+        command.check_resume_deadline()
         version = command.read_version()
         if verb == "SHOW":
             command.execute()
             module.exit_json(**command.result)
+        if verb in ("PAUSE", "RESUME"):
+            command.result["undo_timer"] = ""
         done = command.already_done(version)
         if done:
+            if verb == "RESUME" and not module.check_mode:
+                command.disarm_resume()
             module.exit_json(msg="nothing to do: %s is already in effect" % text, **command.result)
         if module.check_mode:
             command.check_admin_rights()
@@ -576,7 +642,11 @@ def main():
                             "and may find nothing to do" % module.params["db"])
             command.result["changed"] = verb not in _admin.READ_ONLY
             module.exit_json(msg="check mode: would run %s" % text, **command.result)
+        if verb == "PAUSE" and module.params["resume_deadline"]:
+            command.arm_resume()
         command.result["changed"] = command.execute()
+        if verb == "RESUME":
+            command.disarm_resume()
         if verb == "SET" and command.result["changed"]:
             command.read_setting_after()
         module.exit_json(**command.result)
