@@ -11,9 +11,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini
-from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import as_int
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import as_int, flag
 
 # variable -> (minimum, maximum or None)
 INT_RANGES = {
@@ -66,9 +65,25 @@ def is_address(text, allow_star=False):
     return bool(_HOSTNAME.match(text))
 
 
-def _flag(value):
-    """A boolean variable as Ansible reads it: `-e name=false` gives the string "false"."""
-    return boolean(value, strict=False)
+def _on(variables, name, default=False):
+    """Boolean variable `name` (absent: `default`) as the roles read it (_text.flag). A value
+    that is no boolean counts as `default` here: boolean_problems() refuses it."""
+    try:
+        return flag(variables.get(name, default), name)
+    except ValueError:
+        return default
+
+
+def boolean_problems(variables, booleans):
+    """A message for each variable named in `booleans` whose value is no boolean."""
+    found = []
+    for name in booleans:
+        if name in variables:
+            try:
+                flag(variables[name], name)
+            except ValueError as exc:
+                found.append(str(exc))
+    return found
 
 
 def _int_problems(variables):
@@ -96,7 +111,7 @@ def _address_problems(variables):
             yield "pgbouncer_listen_addr must be a comma-separated list of IP addresses, host names or *, not %r" % listen
     host = variables.get("pgbouncer_database_wildcard_host")
     # A path is the local PostgreSQL's unix socket directory, as for the named entries.
-    if _flag(variables.get("pgbouncer_database_wildcard", True)) and host is not None and not is_address(str(host)) \
+    if _on(variables, "pgbouncer_database_wildcard", True) and host is not None and not is_address(str(host)) \
             and not str(host).startswith("/"):
         yield "pgbouncer_database_wildcard_host must be an IP address, host name or socket directory, not %r" % host
 
@@ -178,7 +193,7 @@ def _tls_problems(variables):
 
 
 def _auth_problems(variables):
-    if _flag(variables.get("pgbouncer_auth_query_enabled", False)):
+    if _on(variables, "pgbouncer_auth_query_enabled"):
         if not variables.get("pgbouncer_auth_user"):
             yield "pgbouncer_auth_user must name the PostgreSQL role that runs pgbouncer_auth_query"
         if not variables.get("pgbouncer_auth_user_password"):
@@ -268,7 +283,7 @@ def is_network_listen(listen):
 
 def _insecure_problems(variables):
     """Choices that expose the pooler or its secrets, refused unless pgbouncer_allow_insecure."""
-    if variables.get("pgbouncer_allow_insecure"):
+    if _on(variables, "pgbouncer_allow_insecure"):
         return
     auth = variables.get("pgbouncer_auth_type")
     listen = variables.get("pgbouncer_listen_addr")
@@ -287,13 +302,14 @@ def _insecure_problems(variables):
                    % (name, variables[name], what, OPT_IN))
 
 
-def problems(variables):
-    """Every problem found in `variables` (role variable name -> value), as messages."""
+def problems(variables, booleans=()):
+    """Every problem found in `variables` (role variable name -> value), as messages.
+    `booleans` names the role's boolean variables (its vars/main.yml __pgbouncer_booleans)."""
     checks = (
         _int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems,
         _process_problems, _extra_problems, _line_break_problems, _insecure_problems,
     )
-    return [problem for check in checks for problem in check(variables)]
+    return boolean_problems(variables, booleans) + [problem for check in checks for problem in check(variables)]
 
 
 def version_problems(settings, version, extra_settings=None):
