@@ -23,7 +23,7 @@ class FilterModule:
             # Jinja's `bool`, which reads "y" and "t" as false and anything unknown as false.
             # A value that is none raises ValueError, which Ansible reports with its message.
             "pgbouncer_bool": _text.flag,
-            "pgbouncer_input_problems": _validate.boolean_problems,
+            "pgbouncer_input_problems": _validate.input_problems,
             "pgbouncer_listen_addresses": _ini.listen_addresses,
             "pgbouncer_redirect_databases": _ini.redirect_databases,
             "pgbouncer_config_problems": _validate.problems,

@@ -12,7 +12,7 @@ import ipaddress
 import re
 
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini
-from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import as_int, flag
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import CONTROL_MESSAGE, as_int, flag, has_control_char
 
 # variable -> (minimum, maximum or None)
 INT_RANGES = {
@@ -239,17 +239,19 @@ def _strings(where, value):
         yield where, value
 
 
-def _line_break_problems(variables):
-    """PgBouncer reads pgbouncer.ini line by line and nothing escapes a line break: a CR or
-    LF in any value would add lines of the value's choosing. The role's variables end up in
-    the file, so none may hold one (nor a NUL). The value is not shown: it may be a secret."""
-    for name in sorted(variables):
-        # pgbouncer_health_* belong to another role; nothing of theirs reaches pgbouncer.ini.
-        if not name.startswith("pgbouncer_") or name.startswith("pgbouncer_health_"):
-            continue
-        for where, text in _strings(name, variables[name]):
-            if _ini.has_forbidden_char(text):
-                yield "%s: a line break (CR, LF) or NUL character cannot be written to pgbouncer.ini" % where
+def control_char_problems(variables):
+    """A message for each string, in any variable of `variables`, that holds a control character
+    or line separator (_text.has_control_char): the roles write their variables into files read
+    line by line (pgbouncer.ini, the auth_file, haproxy.cfg, keepalived.conf, the agent's
+    environment file, systemd units), where nothing escapes a line break. The value is not
+    shown: it may be a secret."""
+    return ["%s: %s cannot be written to a configuration file" % (where, CONTROL_MESSAGE)
+            for name in sorted(variables) for where, text in _strings(name, variables[name]) if has_control_char(text)]
+
+
+def input_problems(variables, booleans=()):
+    """What every role checks of its own variables: the named booleans, and no control characters."""
+    return boolean_problems(variables, booleans) + control_char_problems(variables)
 
 
 # auth_type values that let a client in without proving a password over the network:
@@ -307,9 +309,12 @@ def problems(variables, booleans=()):
     `booleans` names the role's boolean variables (its vars/main.yml __pgbouncer_booleans)."""
     checks = (
         _int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems,
-        _process_problems, _extra_problems, _line_break_problems, _insecure_problems,
+        _process_problems, _extra_problems, _insecure_problems,
     )
-    return boolean_problems(variables, booleans) + [problem for check in checks for problem in check(variables)]
+    # pgbouncer_health_* belong to another role, which checks them itself.
+    own = {name: value for name, value in variables.items()
+           if name.startswith("pgbouncer_") and not name.startswith("pgbouncer_health_")}
+    return input_problems(own, booleans) + [problem for check in checks for problem in check(variables)]
 
 
 def version_problems(settings, version, extra_settings=None):
