@@ -78,6 +78,9 @@ DATABASE_KEYS = (
 #   space) or in single quotes, where '' stands for one quote. A backslash is an ordinary
 #   character (unlike libpq), and an empty value is an error.
 NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+# A [pgbouncer] key: PgBouncer's setting names are letters, digits and _ (it matches them
+# without regard to case). Anything else written as a key could carry a line of its own.
+SETTING_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # PgBouncer's own limits (include/bouncer.h, MAX_DBNAME and MAX_USERNAME, with the NUL).
 MAX_DATABASE_NAME = 63
 MAX_USER_NAME = 127
@@ -112,6 +115,13 @@ def name_problem(name, kind="database"):
         return "PgBouncer takes %s names of at most %d bytes" % (kind, limit)
     if kind == "database" and text == RESERVED_DATABASE:
         return "pgbouncer is the admin console's database"
+    return None
+
+
+def setting_name_problem(key):
+    """Why `key` cannot be a [pgbouncer] key, or None. The key is shown: it is no secret."""
+    if not isinstance(key, str) or not SETTING_NAME.fullmatch(key):
+        return "%r is not a PgBouncer setting name (a letter, then letters, digits and _)" % (key,)
     return None
 
 

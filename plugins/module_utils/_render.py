@@ -54,6 +54,8 @@ def render(proc, processes, settings, databases=(), users=(), wildcard=None, pee
         lines.append("")
     lines.append("[pgbouncer]")
     for key, value in sorted(config["settings"].items(), key=_sort_key):
+        if _ini.setting_name_problem(key):
+            raise ValueError("settings: %s" % _ini.setting_name_problem(key))
         text = _ini.format_value(value, "setting %s" % key)
         if text is not None:
             lines.append("%s = %s" % (key, text))

@@ -12,6 +12,7 @@ import ipaddress
 import re
 
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._files import mode_bits
 from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import CONTROL_MESSAGE, as_int, flag, has_control_char
 
 # variable -> (minimum, maximum or None)
@@ -260,12 +261,7 @@ WEAK_AUTH = ("trust", "any", "plain")
 OPT_IN = "set pgbouncer_allow_insecure: true to accept this"
 
 
-def _mode_bits(value):
-    """Permission bits of a mode given as "0640"/"640" (octal text) or an int; None if symbolic."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip()
-    return int(text, 8) if re.fullmatch(r"[0-7]{3,4}", text) else None
+MODE_FORMS = "octal such as 0640, or symbolic such as u=rw,g=r,o="
 
 
 def is_network_listen(listen):
@@ -293,15 +289,36 @@ def _insecure_problems(variables):
         yield ("pgbouncer_auth_type %s with pgbouncer_listen_addr %s lets clients from the network in %s: use "
                "scram-sha-256, or listen on 127.0.0.1 only; or %s" % (
                    auth, listen, "in clear text" if auth == "plain" else "without a password", OPT_IN))
-    socket_mode = _mode_bits(variables.get("pgbouncer_unix_socket_mode", "0770"))
+    # Every spelling of a mode is read as the file module reads it (_files.mode_bits), so that
+    # "u=rw,g=r,o=r", "a+r", "0o644" or "00644" is the 0644 it gives.
+    socket_mode = _mode_bits("pgbouncer_unix_socket_mode", variables.get("pgbouncer_unix_socket_mode", "0770"))
     if variables.get("pgbouncer_unix_socket_dir", "x") and socket_mode is not None and socket_mode & 0o002:
         yield ("pgbouncer_unix_socket_mode %s lets every local user connect to the unix socket: use 0770 "
-               "(owner and group); or %s" % (variables["pgbouncer_unix_socket_mode"], OPT_IN))
+               "(owner and group); or %s" % (_mode_text(variables["pgbouncer_unix_socket_mode"], socket_mode), OPT_IN))
     for name, what in (("pgbouncer_config_mode", "pgbouncer.ini"), ("pgbouncer_userlist_mode", "the auth_file")):
-        bits = _mode_bits(variables.get(name, "0640"))
+        bits = _mode_bits(name, variables.get(name, "0640"))
         if bits is not None and bits & 0o007:
-            yield ("%s %s gives other users access to %s, which holds secrets: use 0640 or 0600; or %s"
-                   % (name, variables[name], what, OPT_IN))
+            yield ("%s %s gives other users access to %s, which holds secrets (a symbolic mode without o= leaves "
+                   "them what the file has): use 0640 or 0600; or %s" % (name, _mode_text(variables[name], bits), what, OPT_IN))
+
+
+def _mode_bits(name, value):
+    """_files.mode_bits of a mode variable; None for one that is no mode (_mode_problems says so)."""
+    try:
+        return mode_bits(value)
+    except ValueError:
+        return None
+
+
+def _mode_text(value, bits):
+    """A mode as given, with the bits it gives when it is spelled otherwise ("a+r (0777)")."""
+    return str(value) if str(value) == "%04o" % bits else "%s (%04o)" % (value, bits)
+
+
+def _mode_problems(variables):
+    for name in ("pgbouncer_unix_socket_mode", "pgbouncer_config_mode", "pgbouncer_userlist_mode"):
+        if name in variables and _mode_bits(name, variables[name]) is None:
+            yield "%s must be a file mode (%s), not %r" % (name, MODE_FORMS, variables[name])
 
 
 def problems(variables, booleans=()):
@@ -309,7 +326,7 @@ def problems(variables, booleans=()):
     `booleans` names the role's boolean variables (its vars/main.yml __pgbouncer_booleans)."""
     checks = (
         _int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems,
-        _process_problems, _extra_problems, _insecure_problems,
+        _process_problems, _extra_problems, _mode_problems, _insecure_problems,
     )
     # pgbouncer_health_* belong to another role, which checks them itself.
     own = {name: value for name, value in variables.items()
