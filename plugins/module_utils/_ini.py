@@ -84,6 +84,10 @@ SETTING_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # PgBouncer's own limits (include/bouncer.h, MAX_DBNAME and MAX_USERNAME, with the NUL).
 MAX_DATABASE_NAME = 63
 MAX_USER_NAME = 127
+# And MAX_PASSWORD, 2048 with the NUL, for a password or secret of the auth_file or a
+# [databases] entry ("some cloud services use very long generated passwords"). Read in
+# PgBouncer's current source; the 1.18 and 1.24 of Debian 12 and 13 were not checked.
+MAX_PASSWORD = 2047
 # The admin console's database name (PgBouncer 1.24 refuses it in [databases]).
 RESERVED_DATABASE = "pgbouncer"
 
@@ -115,6 +119,13 @@ def name_problem(name, kind="database"):
         return "PgBouncer takes %s names of at most %d bytes" % (kind, limit)
     if kind == "database" and text == RESERVED_DATABASE:
         return "pgbouncer is the admin console's database"
+    return None
+
+
+def secret_length_problem(secret):
+    """Why PgBouncer could not keep `secret` whole, or None. The secret is not shown."""
+    if len(str(secret).encode("utf-8")) > MAX_PASSWORD:
+        return "longer than the %d bytes PgBouncer keeps of a password (MAX_PASSWORD)" % MAX_PASSWORD
     return None
 
 
@@ -155,6 +166,9 @@ def _line(name, entry, keys, kind):
         problem = name_problem(name, kind)
         if problem:
             raise ValueError("%s name %r: %s" % (kind, name, problem))
+    for key in keys:
+        if looks_secret(key) and entry.get(key) not in (None, "") and secret_length_problem(entry[key]):
+            raise ValueError("%s %s: %s is %s" % (kind, name, key, secret_length_problem(entry[key])))
     parts = ["%s=%s" % (key, quote_connstr(entry[key], "%s %s: %s" % (kind, name, key)))
              for key in keys if entry.get(key) not in (None, "")]
     return "%s = %s" % (name, " ".join(parts))

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._ini import MAX_USER_NAME, secret_length_problem
 from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import (
     CONTROL_MESSAGE,
     double_quoted,
@@ -35,6 +36,10 @@ def entry_problem(name, secret):
         return "user %r: a name with %s cannot be written to the auth_file" % (name, CONTROL_MESSAGE)
     if has_control_char(secret):
         return "user %s: a password with %s cannot be written to the auth_file" % (name, CONTROL_MESSAGE)
+    if len(name.encode("utf-8")) > MAX_USER_NAME:
+        return "user %s: PgBouncer takes user names of at most %d bytes" % (name, MAX_USER_NAME)
+    if secret_length_problem(secret):
+        return "user %s: the password is %s" % (name, secret_length_problem(secret))
     return None
 
 

@@ -250,9 +250,18 @@ def control_char_problems(variables):
             for name in sorted(variables) for where, text in _strings(name, variables[name]) if has_control_char(text)]
 
 
+def secret_length_problems(variables):
+    """A message for each password-like value (a variable or key with "passw" in its name) that
+    PgBouncer could not keep whole: it logs in with it, or checks logins against it."""
+    return ["%s is %s" % (where, _ini.secret_length_problem(text))
+            for name in sorted(variables) for where, text in _strings(name, variables[name])
+            if _ini.looks_secret(where.rsplit(".", 1)[-1]) and _ini.secret_length_problem(text)]
+
+
 def input_problems(variables, booleans=()):
-    """What every role checks of its own variables: the named booleans, and no control characters."""
-    return boolean_problems(variables, booleans) + control_char_problems(variables)
+    """What every role checks of its own variables: the named booleans, no control characters,
+    no password longer than PgBouncer keeps."""
+    return boolean_problems(variables, booleans) + control_char_problems(variables) + secret_length_problems(variables)
 
 
 # auth_type values that let a client in without proving a password over the network:
