@@ -7,13 +7,38 @@ pgbouncer.ini itself is rendered, checked and written by the pgbouncer_config mo
 
 from __future__ import annotations
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _hba, _ini, _processes, _ssh, _text, _validate, _version
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import (
+    _hba,
+    _ini,
+    _known_issues,
+    _processes,
+    _ssh,
+    _text,
+    _validate,
+    _version,
+)
 
 
 def ssh_ports(sshd_t, ss="", fallback=22):
     """{ports, source} of the SSH ports the firewall keeps open (see _ssh.ssh_ports)."""
     ports, source = _ssh.ssh_ports(sshd_t, ss, fallback)
     return {"ports": ports, "source": source}
+
+
+def known_issues(settings, version, package_version="", accepted=None):
+    """{issues, problems, accepted}: the known issues that affect this node (_known_issues.advise),
+    a message for each one not accepted (and for an accepted id the table does not have), and a
+    message for each one accepted."""
+    found = _known_issues.advise(settings, version, package_version, accepted)
+    unknown = [
+        "pgbouncer_known_issues_accepted: %s is not a known issue of this collection (README, Known issues)" % name
+        for name in _known_issues.unknown_ids(accepted)
+    ]
+    return {
+        "issues": found,
+        "problems": _known_issues.messages([issue for issue in found if not issue["accepted"]], version) + unknown,
+        "accepted": _known_issues.messages([issue for issue in found if issue["accepted"]], version),
+    }
 
 
 class FilterModule:
@@ -36,4 +61,5 @@ class FilterModule:
             "pgbouncer_processes": _processes.layout,
             "pgbouncer_retired_processes": _processes.retired,
             "pgbouncer_socket_hba_check": _hba.socket_check,
+            "pgbouncer_known_issues": known_issues,
         }
