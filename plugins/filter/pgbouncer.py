@@ -7,7 +7,16 @@ pgbouncer.ini itself is rendered, checked and written by the pgbouncer_config mo
 
 from __future__ import annotations
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _hba, _ini, _known_issues, _processes, _ssh, _validate, _version
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import (
+    _hba,
+    _ini,
+    _known_issues,
+    _processes,
+    _ssh,
+    _text,
+    _validate,
+    _version,
+)
 
 
 def ssh_ports(sshd_t, ss="", fallback=22):
@@ -35,6 +44,11 @@ def known_issues(settings, version, package_version="", accepted=None):
 class FilterModule:
     def filters(self):
         return {
+            # The roles' one reading of a boolean, for templates and conditions in place of
+            # Jinja's `bool`, which reads "y" and "t" as false and anything unknown as false.
+            # A value that is none raises ValueError, which Ansible reports with its message.
+            "pgbouncer_bool": _text.flag,
+            "pgbouncer_input_problems": _validate.input_problems,
             "pgbouncer_listen_addresses": _ini.listen_addresses,
             "pgbouncer_redirect_databases": _ini.redirect_databases,
             "pgbouncer_config_problems": _validate.problems,

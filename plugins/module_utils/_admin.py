@@ -70,8 +70,9 @@ ALWAYS_CHANGES = frozenset(("RELOAD", "RECONNECT", "KILL", "KILL_CLIENT", "SHUTD
 # Commands a timeout leaves half done, which RESUME undoes.
 RESUMABLE = frozenset(("PAUSE", "SUSPEND"))
 
-# Columns of SHOW FDS that carry secrets (what an online restart hands over).
-SECRET_COLUMNS = {"FDS": frozenset(("password", "scram_client_key", "scram_server_key"))}
+# Columns of SHOW FDS that carry secrets (what an online restart hands over). The cancel key
+# is one too: with it and the pooler's address, anyone can cancel that client's queries.
+SECRET_COLUMNS = {"FDS": frozenset(("cancel", "password", "scram_client_key", "scram_server_key"))}
 REDACTED = "********"
 
 # Server errors that mean "already in the state you asked for" (text as of 1.18 to 1.24).
@@ -234,7 +235,8 @@ def rows_to_dicts(columns, rows, type_oids=None, show=None):
         item = {}
         for name, raw, oid in zip(columns, row, type_oids):
             value = convert_value(raw, oid)
-            item[name] = REDACTED if name in secret and value else value
+            # A cancel key may be 0: only no value (None, "") stays as it is.
+            item[name] = REDACTED if name in secret and value not in (None, "") else value
         result.append(item)
     return result
 

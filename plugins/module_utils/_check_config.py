@@ -24,6 +24,8 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import lines
+
 
 def overrides(directory, port):
     """Settings moved out of the live instance's way; the rest of the file is checked as it is."""
@@ -57,7 +59,7 @@ def free_port():
 def rewrite(text, settings):
     """The candidate with `settings` replacing their keys in [pgbouncer] (added if absent)."""
     out, section, done = [], None, set()
-    for line in text.splitlines():
+    for line in lines(text):
         stripped = line.strip()
         if stripped.startswith("[") and stripped.endswith("]"):
             if section == "pgbouncer":
@@ -106,7 +108,7 @@ def _wait(proc, log_path, timeout):
         with open(log_path, encoding="utf-8", errors="replace") as handle:
             text = handle.read()
         if "process up" in text or ended or time.monotonic() >= deadline:
-            return "process up" in text, ended, text.splitlines()
+            return "process up" in text, ended, lines(text)
         time.sleep(0.05)
 
 

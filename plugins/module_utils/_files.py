@@ -7,8 +7,14 @@ Private to this collection: the API may change without notice.
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
+import stat
 import tempfile
+from types import SimpleNamespace
+
+from ansible.module_utils.basic import AnsibleModule
 
 
 def read_current(path):
@@ -41,3 +47,25 @@ def write_atomically(module, path, data, file_args, prefix):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def mode_bits(value):
+    """The permission bits a file gets from `value` as Ansible's file arguments (mode=) read it,
+    for a check before any file exists: an int as it is (an unquoted YAML 0640); text as an
+    octal number when int(text, 8) takes it, as Ansible tries first ("640", "0640", "00640",
+    "0o640"); else a symbolic mode ("u=rw,g=r,o=", "a+r"), which Ansible applies to the file's
+    current mode. That mode is not known here, so the bits are those it gives to a file with
+    none (0000) or with all (0777), together: what a mode leaves as it was counts as given.
+    Raises ValueError for a value that is none of these."""
+    if isinstance(value, bool) or not str(value).strip():
+        raise ValueError("not a file mode: %r" % value)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 8)
+    except ValueError:
+        pass
+    # The same parser the file arguments use on the node (AnsibleModule.set_mode_if_different).
+    return functools.reduce(operator.or_, (
+        AnsibleModule._symbolic_mode_to_octal(SimpleNamespace(st_mode=stat.S_IFREG | current), str(value))
+        for current in (0o000, 0o777)))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import re
 
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import CONTROL_MESSAGE, has_control_char, lines
+
 # [pgbouncer] keys a RELOAD does not apply: SHOW CONFIG reports them changeable=no
 # (PgBouncer 1.18 and 1.24; tests/integration checks this list against the running version).
 RESTART_ONLY = frozenset(
@@ -67,18 +69,25 @@ DATABASE_KEYS = (
 # libusual usual/cfparser.c):
 # - A line is `key = value`; the value runs to the end of the line and loses trailing
 #   whitespace. Nothing can escape a line break, so a CR, LF (or NUL) in a value would start
-#   a line of its own choosing: refused here.
+#   a line of its own choosing: refused here, with every other control character and line
+#   separator that a reader of the file in Python would split at (_text.has_control_char).
 # - An unquoted key (a database, user or peer name) is letters, digits and _ . - * only.
 #   (Quoted keys came to libusual in 2025, after the versions the role supports.)
 # - A [databases], [users] or [peers] value is then read as a connection string of its own:
 #   pairs separated by spaces, a key running to `=`, a value either bare (to the next
 #   space) or in single quotes, where '' stands for one quote. A backslash is an ordinary
 #   character (unlike libpq), and an empty value is an error.
-FORBIDDEN_CHARS = ("\r", "\n", "\0")
 NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+# A [pgbouncer] key: PgBouncer's setting names are letters, digits and _ (it matches them
+# without regard to case). Anything else written as a key could carry a line of its own.
+SETTING_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # PgBouncer's own limits (include/bouncer.h, MAX_DBNAME and MAX_USERNAME, with the NUL).
 MAX_DATABASE_NAME = 63
 MAX_USER_NAME = 127
+# And MAX_PASSWORD, 2048 with the NUL, for a password or secret of the auth_file or a
+# [databases] entry ("some cloud services use very long generated passwords"). Read in
+# PgBouncer's current source; the 1.18 and 1.24 of Debian 12 and 13 were not checked.
+MAX_PASSWORD = 2047
 # The admin console's database name (PgBouncer 1.24 refuses it in [databases]).
 RESERVED_DATABASE = "pgbouncer"
 
@@ -100,11 +109,6 @@ def listen_addresses(listen_addr, localhost=True):
     return ",".join(entries)
 
 
-def has_forbidden_char(text):
-    """True when `text` holds a CR, LF or NUL, which no pgbouncer.ini value can carry."""
-    return any(ch in str(text) for ch in FORBIDDEN_CHARS)
-
-
 def name_problem(name, kind="database"):
     """Why PgBouncer cannot take `name` as a [databases] or [users] key, or None."""
     text = str(name)
@@ -118,25 +122,40 @@ def name_problem(name, kind="database"):
     return None
 
 
-def format_value(value):
-    """The text PgBouncer expects for a setting; None means: leave the key out."""
+def secret_length_problem(secret):
+    """Why PgBouncer could not keep `secret` whole, or None. The secret is not shown."""
+    if len(str(secret).encode("utf-8")) > MAX_PASSWORD:
+        return "longer than the %d bytes PgBouncer keeps of a password (MAX_PASSWORD)" % MAX_PASSWORD
+    return None
+
+
+def setting_name_problem(key):
+    """Why `key` cannot be a [pgbouncer] key, or None. The key is shown: it is no secret."""
+    if not isinstance(key, str) or not SETTING_NAME.fullmatch(key):
+        return "%r is not a PgBouncer setting name (a letter, then letters, digits and _)" % (key,)
+    return None
+
+
+def format_value(value, where="a pgbouncer.ini value"):
+    """The text PgBouncer expects for a setting; None means: leave the key out. `where`
+    names the setting in the error."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "1" if value else "0"
     text = ", ".join(str(item) for item in value) if isinstance(value, (list, tuple)) else str(value)
-    if has_forbidden_char(text):
+    if has_control_char(text):
         # The value itself stays out of the message: it may be a secret.
-        raise ValueError("a pgbouncer.ini value cannot hold a line break or NUL character")
+        raise ValueError("%s cannot hold %s" % (where, CONTROL_MESSAGE))
     return text
 
 
-def quote_connstr(value):
+def quote_connstr(value, where="a pgbouncer.ini value"):
     """One value of a [databases]/[users]/[peers] connection string, quoted as PgBouncer
     reads it: bare when it has no whitespace, quote or backslash, else in single quotes
     with each ' doubled. (Quoting on a backslash is not needed by PgBouncer; it keeps
     the lines that never had one unchanged.)"""
-    text = format_value(value)
+    text = format_value(value, where)
     if text and not any(ch.isspace() or ch in "'\\" for ch in text):
         return text
     return "'" + text.replace("'", "''") + "'"
@@ -147,7 +166,11 @@ def _line(name, entry, keys, kind):
         problem = name_problem(name, kind)
         if problem:
             raise ValueError("%s name %r: %s" % (kind, name, problem))
-    parts = ["%s=%s" % (key, quote_connstr(entry[key])) for key in keys if entry.get(key) not in (None, "")]
+    for key in keys:
+        if looks_secret(key) and entry.get(key) not in (None, "") and secret_length_problem(entry[key]):
+            raise ValueError("%s %s: %s is %s" % (kind, name, key, secret_length_problem(entry[key])))
+    parts = ["%s=%s" % (key, quote_connstr(entry[key], "%s %s: %s" % (kind, name, key)))
+             for key in keys if entry.get(key) not in (None, "")]
     return "%s = %s" % (name, " ".join(parts))
 
 
@@ -172,7 +195,8 @@ def peer_line(entry):
     peer_id = int(entry["peer_id"])
     if not 1 <= peer_id <= 65535:
         raise ValueError("peer_id must be between 1 and 65535, not %d" % peer_id)
-    parts = ["%s=%s" % (key, quote_connstr(entry[key])) for key in PEER_KEYS if entry.get(key) not in (None, "")]
+    parts = ["%s=%s" % (key, quote_connstr(entry[key], "peer %d: %s" % (peer_id, key)))
+             for key in PEER_KEYS if entry.get(key) not in (None, "")]
     return "%d = %s" % (peer_id, " ".join(parts))
 
 
@@ -180,7 +204,7 @@ def parse(text):
     """{section: {key: value}} of ini text; comment lines (; or #) skipped, last value wins."""
     sections = {}
     current = None
-    for raw in (text or "").splitlines():
+    for raw in lines(text):
         line = raw.strip()
         if not line or line[0] in ";#":
             continue
@@ -256,8 +280,8 @@ def redirect_databases(text, from_host, to_host, keep=()):
     their own entry is left out, and one that only "*" serves gets an entry of its own with
     "*"'s settings, so that moving "*" does not take it along."""
     from_hosts = [from_host] if isinstance(from_host, str) else list(from_host)
-    lines, named, fallback, section = [], set(), None, None
-    for raw in (text or "").splitlines():
+    out, named, fallback, section = [], set(), None, None
+    for raw in lines(text):
         line = raw.strip()
         if not line or line[0] in ";#":
             continue
@@ -276,10 +300,10 @@ def redirect_databases(text, from_host, to_host, keep=()):
         if name == "*":
             fallback = connstr
         start, end = host[-1]
-        lines.append("%s = %s" % (name, connstr[:start] + quote_connstr(to_host) + connstr[end:]))
+        out.append("%s = %s" % (name, connstr[:start] + quote_connstr(to_host) + connstr[end:]))
     if fallback is not None:
-        lines.extend("%s = %s" % (name, fallback) for name in keep if name not in named)
-    return "[databases]\n%s\n" % "\n".join(lines) if lines else ""
+        out.extend("%s = %s" % (name, fallback) for name in keep if name not in named)
+    return "[databases]\n%s\n" % "\n".join(out) if out else ""
 
 
 def looks_secret(text):
@@ -324,7 +348,8 @@ def masked_diff(old_text, new_text, path="pgbouncer.ini"):
     old_text, new_text = old_text or "", new_text or ""
     if old_text == new_text:
         return []
-    lines = difflib.unified_diff(old_text.splitlines(), new_text.splitlines(),
-                                 "before: %s" % path, "after: %s" % path, lineterm="", n=1)
-    shown = [line if line[:3] in ("---", "+++", "@@ ") else line[:1] + _mask_line(line[1:]) for line in lines]
+    # Split as PgBouncer reads: a VT or U+2028 in a line must not cut a password in two, the
+    # tail of which would no longer follow its key and be shown.
+    diff = difflib.unified_diff(lines(old_text), lines(new_text), "before: %s" % path, "after: %s" % path, lineterm="", n=1)
+    shown = [line if line[:3] in ("---", "+++", "@@ ") else line[:1] + _mask_line(line[1:]) for line in diff]
     return shown or ["%s: only the line endings change" % path]

@@ -12,6 +12,7 @@ Private to this collection: the API may change without notice.
 from __future__ import annotations
 
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini, _processes
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import CONTROL_MESSAGE, has_control_char
 
 
 def _sort_key(item):
@@ -25,8 +26,8 @@ def header_lines(header):
     """"; line" for each line of `header`. A line break would start an uncommented line."""
     lines = []
     for line in header:
-        if _ini.has_forbidden_char(line):
-            raise ValueError("a header line cannot hold a line break or NUL character: %r" % line)
+        if has_control_char(line):
+            raise ValueError("a header line cannot hold %s: %r" % (CONTROL_MESSAGE, line))
         lines.append("; %s" % line)
     return lines
 
@@ -53,7 +54,9 @@ def render(proc, processes, settings, databases=(), users=(), wildcard=None, pee
         lines.append("")
     lines.append("[pgbouncer]")
     for key, value in sorted(config["settings"].items(), key=_sort_key):
-        text = _ini.format_value(value)
+        if _ini.setting_name_problem(key):
+            raise ValueError("settings: %s" % _ini.setting_name_problem(key))
+        text = _ini.format_value(value, "setting %s" % key)
         if text is not None:
             lines.append("%s = %s" % (key, text))
     if config["peers"]:

@@ -12,7 +12,13 @@ import hashlib
 import hmac
 import re
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import double_quoted
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._ini import MAX_USER_NAME, secret_length_problem
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import (
+    CONTROL_MESSAGE,
+    double_quoted,
+    has_control_char,
+    lines,
+)
 
 # One field: a double-quoted string where "" stands for a literal quote.
 _FIELD = r'"((?:[^"]|"")*)"'
@@ -23,8 +29,27 @@ _LINE = re.compile(r"^\s*" + _FIELD + r"\s+" + _FIELD + r"\s*$")
 quote = double_quoted
 
 
+def entry_problem(name, secret):
+    """Why PgBouncer could not read (name, secret) as one line of the auth_file, or None.
+    The secret is never part of the answer."""
+    if has_control_char(name):
+        return "user %r: a name with %s cannot be written to the auth_file" % (name, CONTROL_MESSAGE)
+    if has_control_char(secret):
+        return "user %s: a password with %s cannot be written to the auth_file" % (name, CONTROL_MESSAGE)
+    if len(name.encode("utf-8")) > MAX_USER_NAME:
+        return "user %s: PgBouncer takes user names of at most %d bytes" % (name, MAX_USER_NAME)
+    if secret_length_problem(secret):
+        return "user %s: the password is %s" % (name, secret_length_problem(secret))
+    return None
+
+
 def render(entries):
-    """Text of an auth_file for [(name, secret), ...], in the given order."""
+    """Text of an auth_file for [(name, secret), ...], in the given order. Raises ValueError
+    for an entry that would not stay one line (entry_problem)."""
+    for name, secret in entries:
+        problem = entry_problem(name, secret)
+        if problem:
+            raise ValueError(problem)
     return "".join("%s %s\n" % (quote(name), quote(secret)) for name, secret in entries)
 
 
@@ -34,7 +59,7 @@ def parse(text):
     Raises ValueError naming the line number for a line PgBouncer would not read.
     """
     entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines(text), start=1):
         if not line.strip() or line.lstrip().startswith(";"):
             continue
         match = _LINE.match(line)
@@ -61,7 +86,10 @@ def left_out(rows, include_superusers=False):
     for name, secret, superuser, expired in map(_flags, rows):
         if not secret:
             continue
-        if expired:
+        if has_control_char(name):
+            # CREATE ROLE takes any name; the auth_file holds one user per line.
+            reasons[name] = "a name with %s, which the auth_file cannot hold" % CONTROL_MESSAGE
+        elif expired:
             reasons[name] = "expired (VALID UNTIL has passed)"
         elif superuser and not include_superusers:
             reasons[name] = "a superuser (set include_superusers to write it)"

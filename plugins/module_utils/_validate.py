@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _ini
-from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import as_int
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._files import mode_bits
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._text import CONTROL_MESSAGE, as_int, flag, has_control_char
 
 # variable -> (minimum, maximum or None)
 INT_RANGES = {
@@ -66,9 +66,25 @@ def is_address(text, allow_star=False):
     return bool(_HOSTNAME.match(text))
 
 
-def _flag(value):
-    """A boolean variable as Ansible reads it: `-e name=false` gives the string "false"."""
-    return boolean(value, strict=False)
+def _on(variables, name, default=False):
+    """Boolean variable `name` (absent: `default`) as the roles read it (_text.flag). A value
+    that is no boolean counts as `default` here: boolean_problems() refuses it."""
+    try:
+        return flag(variables.get(name, default), name)
+    except ValueError:
+        return default
+
+
+def boolean_problems(variables, booleans):
+    """A message for each variable named in `booleans` whose value is no boolean."""
+    found = []
+    for name in booleans:
+        if name in variables:
+            try:
+                flag(variables[name], name)
+            except ValueError as exc:
+                found.append(str(exc))
+    return found
 
 
 def _int_problems(variables):
@@ -96,7 +112,7 @@ def _address_problems(variables):
             yield "pgbouncer_listen_addr must be a comma-separated list of IP addresses, host names or *, not %r" % listen
     host = variables.get("pgbouncer_database_wildcard_host")
     # A path is the local PostgreSQL's unix socket directory, as for the named entries.
-    if _flag(variables.get("pgbouncer_database_wildcard", True)) and host is not None and not is_address(str(host)) \
+    if _on(variables, "pgbouncer_database_wildcard", True) and host is not None and not is_address(str(host)) \
             and not str(host).startswith("/"):
         yield "pgbouncer_database_wildcard_host must be an IP address, host name or socket directory, not %r" % host
 
@@ -178,7 +194,7 @@ def _tls_problems(variables):
 
 
 def _auth_problems(variables):
-    if _flag(variables.get("pgbouncer_auth_query_enabled", False)):
+    if _on(variables, "pgbouncer_auth_query_enabled"):
         if not variables.get("pgbouncer_auth_user"):
             yield "pgbouncer_auth_user must name the PostgreSQL role that runs pgbouncer_auth_query"
         if not variables.get("pgbouncer_auth_user_password"):
@@ -224,17 +240,28 @@ def _strings(where, value):
         yield where, value
 
 
-def _line_break_problems(variables):
-    """PgBouncer reads pgbouncer.ini line by line and nothing escapes a line break: a CR or
-    LF in any value would add lines of the value's choosing. The role's variables end up in
-    the file, so none may hold one (nor a NUL). The value is not shown: it may be a secret."""
-    for name in sorted(variables):
-        # pgbouncer_health_* belong to another role; nothing of theirs reaches pgbouncer.ini.
-        if not name.startswith("pgbouncer_") or name.startswith("pgbouncer_health_"):
-            continue
-        for where, text in _strings(name, variables[name]):
-            if _ini.has_forbidden_char(text):
-                yield "%s: a line break (CR, LF) or NUL character cannot be written to pgbouncer.ini" % where
+def control_char_problems(variables):
+    """A message for each string, in any variable of `variables`, that holds a control character
+    or line separator (_text.has_control_char): the roles write their variables into files read
+    line by line (pgbouncer.ini, the auth_file, haproxy.cfg, keepalived.conf, the agent's
+    environment file, systemd units), where nothing escapes a line break. The value is not
+    shown: it may be a secret."""
+    return ["%s: %s cannot be written to a configuration file" % (where, CONTROL_MESSAGE)
+            for name in sorted(variables) for where, text in _strings(name, variables[name]) if has_control_char(text)]
+
+
+def secret_length_problems(variables):
+    """A message for each password-like value (a variable or key with "passw" in its name) that
+    PgBouncer could not keep whole: it logs in with it, or checks logins against it."""
+    return ["%s is %s" % (where, _ini.secret_length_problem(text))
+            for name in sorted(variables) for where, text in _strings(name, variables[name])
+            if _ini.looks_secret(where.rsplit(".", 1)[-1]) and _ini.secret_length_problem(text)]
+
+
+def input_problems(variables, booleans=()):
+    """What every role checks of its own variables: the named booleans, no control characters,
+    no password longer than PgBouncer keeps."""
+    return boolean_problems(variables, booleans) + control_char_problems(variables) + secret_length_problems(variables)
 
 
 # auth_type values that let a client in without proving a password over the network:
@@ -243,12 +270,7 @@ WEAK_AUTH = ("trust", "any", "plain")
 OPT_IN = "set pgbouncer_allow_insecure: true to accept this"
 
 
-def _mode_bits(value):
-    """Permission bits of a mode given as "0640"/"640" (octal text) or an int; None if symbolic."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip()
-    return int(text, 8) if re.fullmatch(r"[0-7]{3,4}", text) else None
+MODE_FORMS = "octal such as 0640, or symbolic such as u=rw,g=r,o="
 
 
 def is_network_listen(listen):
@@ -268,7 +290,7 @@ def is_network_listen(listen):
 
 def _insecure_problems(variables):
     """Choices that expose the pooler or its secrets, refused unless pgbouncer_allow_insecure."""
-    if variables.get("pgbouncer_allow_insecure"):
+    if _on(variables, "pgbouncer_allow_insecure"):
         return
     auth = variables.get("pgbouncer_auth_type")
     listen = variables.get("pgbouncer_listen_addr")
@@ -276,24 +298,49 @@ def _insecure_problems(variables):
         yield ("pgbouncer_auth_type %s with pgbouncer_listen_addr %s lets clients from the network in %s: use "
                "scram-sha-256, or listen on 127.0.0.1 only; or %s" % (
                    auth, listen, "in clear text" if auth == "plain" else "without a password", OPT_IN))
-    socket_mode = _mode_bits(variables.get("pgbouncer_unix_socket_mode", "0770"))
+    # Every spelling of a mode is read as the file module reads it (_files.mode_bits), so that
+    # "u=rw,g=r,o=r", "a+r", "0o644" or "00644" is the 0644 it gives.
+    socket_mode = _mode_bits("pgbouncer_unix_socket_mode", variables.get("pgbouncer_unix_socket_mode", "0770"))
     if variables.get("pgbouncer_unix_socket_dir", "x") and socket_mode is not None and socket_mode & 0o002:
         yield ("pgbouncer_unix_socket_mode %s lets every local user connect to the unix socket: use 0770 "
-               "(owner and group); or %s" % (variables["pgbouncer_unix_socket_mode"], OPT_IN))
+               "(owner and group); or %s" % (_mode_text(variables["pgbouncer_unix_socket_mode"], socket_mode), OPT_IN))
     for name, what in (("pgbouncer_config_mode", "pgbouncer.ini"), ("pgbouncer_userlist_mode", "the auth_file")):
-        bits = _mode_bits(variables.get(name, "0640"))
+        bits = _mode_bits(name, variables.get(name, "0640"))
         if bits is not None and bits & 0o007:
-            yield ("%s %s gives other users access to %s, which holds secrets: use 0640 or 0600; or %s"
-                   % (name, variables[name], what, OPT_IN))
+            yield ("%s %s gives other users access to %s, which holds secrets (a symbolic mode without o= leaves "
+                   "them what the file has): use 0640 or 0600; or %s" % (name, _mode_text(variables[name], bits), what, OPT_IN))
 
 
-def problems(variables):
-    """Every problem found in `variables` (role variable name -> value), as messages."""
+def _mode_bits(name, value):
+    """_files.mode_bits of a mode variable; None for one that is no mode (_mode_problems says so)."""
+    try:
+        return mode_bits(value)
+    except ValueError:
+        return None
+
+
+def _mode_text(value, bits):
+    """A mode as given, with the bits it gives when it is spelled otherwise ("a+r (0777)")."""
+    return str(value) if str(value) == "%04o" % bits else "%s (%04o)" % (value, bits)
+
+
+def _mode_problems(variables):
+    for name in ("pgbouncer_unix_socket_mode", "pgbouncer_config_mode", "pgbouncer_userlist_mode"):
+        if name in variables and _mode_bits(name, variables[name]) is None:
+            yield "%s must be a file mode (%s), not %r" % (name, MODE_FORMS, variables[name])
+
+
+def problems(variables, booleans=()):
+    """Every problem found in `variables` (role variable name -> value), as messages.
+    `booleans` names the role's boolean variables (its vars/main.yml __pgbouncer_booleans)."""
     checks = (
         _int_problems, _address_problems, _database_problems, _user_problems, _tls_problems, _auth_problems,
-        _process_problems, _extra_problems, _line_break_problems, _insecure_problems,
+        _process_problems, _extra_problems, _mode_problems, _insecure_problems,
     )
-    return [problem for check in checks for problem in check(variables)]
+    # pgbouncer_health_* belong to another role, which checks them itself.
+    own = {name: value for name, value in variables.items()
+           if name.startswith("pgbouncer_") and not name.startswith("pgbouncer_health_")}
+    return input_problems(own, booleans) + [problem for check in checks for problem in check(variables)]
 
 
 def version_problems(settings, version, extra_settings=None):

@@ -119,7 +119,8 @@ attributes:
 notes:
   - V(SHUTDOWN) stops PgBouncer; whether it starts again is up to the service manager.
   - V(KILL) leaves the database paused until V(RESUME), as PgBouncer does.
-  - The C(password) and C(scram_*_key) columns of C(SHOW FDS) are returned as C(********).
+  - The C(cancel) (the cancel key), C(password) and C(scram_*_key) columns of C(SHOW FDS) are returned as
+    C(********).
 seealso:
   - name: PgBouncer admin console
     description: The commands and the columns of their results.

@@ -34,6 +34,8 @@ options:
     description:
       - The C([pgbouncer]) section, key to value. A value of V(null) leaves the key out, so PgBouncer's own
         default applies. Booleans are written as C(1) and C(0), lists joined with C(, ).
+      - Each key must be a setting name, a letter then letters, digits and C(_); the module fails naming any
+        other key before it checks or writes anything. No value may hold a line break or other control character.
       - With several O(processes), the limits (C(max_client_conn), C(default_pool_size), ...) are divided
         among them (rounded down, at least 1), and each process gets its own C(logfile), C(pidfile),
         C(unix_socket_dir) and C(so_reuseport=1).
@@ -298,6 +300,16 @@ def argument_spec():
     )
 
 
+def check_setting_names(module):
+    """Fail naming the first key of `settings` PgBouncer could not take as a setting: the role
+    checks its variables, but a play may call the module with any dict, and a key is written
+    as it is ({"x = 1\nauth_type": "trust"} would set auth_type)."""
+    for key in module.params["settings"]:
+        problem = _ini.setting_name_problem(key)
+        if problem:
+            module.fail_json(msg="settings: %s" % problem, key=key)
+
+
 def render_all(module, processes):
     """{config file: wanted text} of every process."""
     params = module.params
@@ -447,6 +459,7 @@ def main():
     module.no_log_values.update(str(value) for key, value in params["settings"].items()
                                 if value not in (None, "") and (_ini.looks_secret(key) or _ini.looks_secret(value)))
 
+    check_setting_names(module)
     processes = _processes.layout(params["processes"], **params["layout"])
     wanted = render_all(module, processes)
     current = {path: read_current(path) for path in wanted}

@@ -194,7 +194,10 @@ def main():
     if unselected:
         module.fail_json(msg="passwords given for users that are not written: %s" % ", ".join(unselected))
     entries = [(name, passwords.get(name, secret)) for name, secret in entries]
-    wanted = _userlist.render(entries)
+    try:
+        wanted = _userlist.render(entries)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     current = read_current(path)
 
     changed = current != wanted

@@ -141,6 +141,10 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "pgbouncer-health"
     protocol_version = "HTTP/1.0"
 
+    def version_string(self):
+        # The Server header without http.server's "Python/3.x": nothing for a scanner to match.
+        return self.server_version
+
     def setup(self):
         # A client that connects and sends nothing holds a slot for this long at most.
         self.timeout = self.server.socket_timeout

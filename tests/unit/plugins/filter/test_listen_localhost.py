@@ -42,7 +42,7 @@ def test_the_default_is_on_and_the_role_renders_it_through_the_filter():
     assert defaults["pgbouncer_listen_localhost"] is True
     settings = yaml.safe_load((ROOT / "roles" / "pgbouncer" / "vars" / "main.yml").read_text())["__pgbouncer_settings_base"]
     assert settings["listen_addr"] == ("{{ pgbouncer_listen_addr | pgbouncer.cluster.pgbouncer_listen_addresses("
-                                       "pgbouncer_listen_localhost | bool) }}")
+                                       "pgbouncer_listen_localhost | pgbouncer.cluster.pgbouncer_bool) }}")
 
 
 def test_the_lab_pgbouncer_ini_listens_on_the_node_and_on_127_0_0_1(tmp_path):

@@ -207,6 +207,17 @@ def test_rows_to_dicts_redacts_secrets_of_show_fds_only():
     assert _admin.rows_to_dicts(columns, raw, [23, 25, 25], show="SOCKETS")[0]["password"] == "md5abc"
 
 
+def test_show_fds_redacts_the_cancel_key():
+    """Issue 23, item 7: SHOW FDS's cancel column (int8) was returned as it is; with it anyone who
+    reaches the pooler can cancel that client's queries. Microseconds."""
+    columns = ["fd", "task", "user", "cancel", "link"]
+    raw = [[b"11", b"client", b"app", b"6093211289384512", b"12"], [b"12", b"server", b"app", b"0", None],
+           [b"13", b"pooler", None, None, None]]
+    fds = _admin.rows_to_dicts(columns, raw, [23, 25, 25, 20, 23], show="FDS")
+    assert [row["cancel"] for row in fds] == ["********", "********", None]
+    assert fds[0]["user"] == "app" and fds[0]["link"] == 12
+
+
 # --- idempotence --------------------------------------------------------------------------------
 
 

@@ -318,3 +318,19 @@ def test_show_config_is_asked_where_the_live_file_puts_the_socket(tmp_path, monk
     # No socket there (PgBouncer stopped): nothing is asked.
     assert pgbouncer_config.live_changeable(module, current.replace("6433", "6434"), proc) is None
     assert len(fake.seen) == 2
+
+
+@pytest.mark.parametrize("key", ["x = 1\nauth_type", "auth_type = trust", "logfile\x0b", "1abc", "", "a b", "[users]"])
+def test_a_settings_key_that_is_no_setting_name_is_refused_before_anything(node, key):
+    """Issue 23, item 6: the module used without the role wrote {"x = 1\\nauth_type": "trust"} as
+    auth_type = trust. Now it fails naming the key, before the dry start. Milliseconds (no dry start)."""
+    result, _text = run(args(node, settings=dict(args(node)["settings"], **{key: "trust"})))
+    assert result["failed"] and result["msg"] == "settings: %r is not a PgBouncer setting name (a letter, then letters, " \
+        "digits and _)" % key and result["key"] == key, result
+    assert not (node / "etc" / "pgbouncer.ini").exists() and starts(node) == []
+
+
+def test_setting_names_in_any_case_are_taken(node):
+    """PgBouncer matches setting names without regard to case. Under a second (one dry start)."""
+    result, _text = run(args(node, settings=dict(args(node)["settings"], Server_Lifetime=3600)))
+    assert result["changed"] and "Server_Lifetime = 3600" in (node / "etc" / "pgbouncer.ini").read_text()

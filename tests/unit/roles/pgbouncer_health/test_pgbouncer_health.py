@@ -153,6 +153,21 @@ def get(url):
         return exc.code, exc.read().decode()
 
 
+def test_the_server_header_names_the_agent_only(served):
+    """Issue 23, item 7: http.server's default Server header carried the Python version
+    ("pgbouncer-health Python/3.11.2"). Two requests to a local agent, about 10 ms, and the
+    fixture's shutdown (up to 0.5 s, serve_forever's poll)."""
+    base, _state = served
+    for path in ("/health", "/other"):
+        request = urllib.request.Request(base + path, method="HEAD")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                headers = answer.headers
+        except urllib.error.HTTPError as exc:  # the 404
+            headers = exc.headers
+        assert headers["Server"] == "pgbouncer-health", (path, headers["Server"])
+
+
 def test_http_answers_200_then_503_then_404_for_other_paths(served):
     base, state = served
     assert get(base + "/health") == (200, "OK\n")
