@@ -18,14 +18,18 @@ A port that accepts TCP is not enough: a paused, stuck or misconfigured pooler f
 
 Bounds, so that nobody on the network can make it log in to PgBouncer in a loop or pile up
 threads: one probe at a time, whose result serves every request of that path for
-PGBOUNCER_HEALTH_CACHE_MS milliseconds; at most PGBOUNCER_HEALTH_MAX_CLIENTS connections at once (more get 503 "BUSY" and
-are closed); PGBOUNCER_HEALTH_SOCKET_TIMEOUT seconds for a client to send its request.
+PGBOUNCER_HEALTH_CACHE_MS milliseconds; at most PGBOUNCER_HEALTH_MAX_CLIENTS connections at once, and at most
+PGBOUNCER_HEALTH_MAX_CLIENTS_PER_SOURCE from one source address (more get 503 "BUSY" and are closed), so that one
+host cannot take the slots HAProxy's checks need; PGBOUNCER_HEALTH_SOCKET_TIMEOUT seconds in all for a client to
+send its request, however it trickles in.
 Installed by the pgbouncer.cluster pgbouncer_health role.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import io
 import os
 import sys
 import threading
@@ -42,6 +46,8 @@ ROLE_QUERY = (
     "SELECT pg_is_in_recovery(), EXISTS (SELECT FROM pg_stat_wal_receiver), "
     "COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::bigint"
 )
+# A request head (request line and headers) longer than this is not a health check.
+HEAD_LIMIT = 8192
 # Written without a handler thread to a client over the limit, then the connection is closed.
 BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nBUSY\n"
 
@@ -60,7 +66,8 @@ def settings_from_env(env):
         "replica_max_lag": int(env.get("PGBOUNCER_HEALTH_REPLICA_MAX_LAG", "0")),
         "timeout": float(env.get("PGBOUNCER_HEALTH_TIMEOUT", "2")),
         "cache": int(env.get("PGBOUNCER_HEALTH_CACHE_MS", "300")) / 1000,
-        "max_clients": max(1, int(env.get("PGBOUNCER_HEALTH_MAX_CLIENTS", "8"))),
+        "max_clients": max(1, int(env.get("PGBOUNCER_HEALTH_MAX_CLIENTS", "16"))),
+        "max_clients_per_source": max(1, int(env.get("PGBOUNCER_HEALTH_MAX_CLIENTS_PER_SOURCE", "4"))),
         "socket_timeout": float(env.get("PGBOUNCER_HEALTH_SOCKET_TIMEOUT", "5")),
     }
 
@@ -135,6 +142,24 @@ def probe(settings, psycopg, kind="health"):
     return (True, "") if kind == "health" else role_verdict(kind, rows[0], settings)
 
 
+def read_head(sock, deadline, limit=HEAD_LIMIT):
+    """The request head (through its blank line) read from `sock` by `deadline` (a
+    time.monotonic() value). One deadline for the whole head, not a timeout per recv: a client
+    that sends a byte every few seconds would otherwise hold its slot for ever. TimeoutError
+    when the head is not complete by then."""
+    head = b""
+    while b"\n\r\n" not in head and b"\n\n" not in head and len(head) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no complete request within the deadline")
+        sock.settimeout(left)
+        chunk = sock.recv(limit - len(head))
+        if not chunk:
+            break  # the client stopped sending: http.server answers what came, or 400
+        head += chunk
+    return head
+
+
 class Handler(BaseHTTPRequestHandler):
     """GET/HEAD of a path in PATHS runs that check; anything else is 404."""
 
@@ -142,9 +167,13 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
 
     def setup(self):
-        # A client that connects and sends nothing holds a slot for this long at most.
-        self.timeout = self.server.socket_timeout
+        # A client holds a slot for socket_timeout at most, however slowly it sends; then
+        # http.server parses what was read, from memory.
+        head = read_head(self.request, time.monotonic() + self.server.socket_timeout)
+        self.timeout = self.server.socket_timeout  # for writing the answer
         super().setup()
+        self.rfile.close()
+        self.rfile = io.BytesIO(head)
 
     def _answer(self, with_body):
         kind = PATHS.get(self.path.split("?", 1)[0])
@@ -175,22 +204,39 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class HealthServer(HTTPServer):
-    """HTTP server with at most max_clients handler threads, and a check(kind) that probes at
-    most once per `cache` seconds for each kind (one probe at a time) and logs when a result
-    changes."""
+    """HTTP server with at most max_clients handler threads, max_clients_per_source of them for
+    one source address, and a check(kind) that probes at most once per `cache` seconds for each
+    kind (one probe at a time) and logs when a result changes."""
 
     def __init__(self, settings, check_once):
         super().__init__((settings["listen_addr"], settings["listen_port"]), Handler)
         self._check_once = check_once
         self.socket_timeout = settings["socket_timeout"]
         self._cache = settings["cache"]
-        self._slots = threading.BoundedSemaphore(settings["max_clients"])
+        self._max_clients = settings["max_clients"]
+        self._max_per_source = settings["max_clients_per_source"]
+        self._slots_lock = threading.Lock()
+        self._per_source = collections.Counter()  # source address -> connections served
         self._probe_lock = threading.Lock()
         self._results = {}  # kind -> (when, (ok, why))
         self._last = {}
 
+    def _take_slot(self, source):
+        """Whether a connection from `source` may be served now (then counted until _free_slot)."""
+        with self._slots_lock:
+            if sum(self._per_source.values()) >= self._max_clients or self._per_source[source] >= self._max_per_source:
+                return False
+            self._per_source[source] += 1
+            return True
+
+    def _free_slot(self, source):
+        with self._slots_lock:
+            self._per_source[source] -= 1
+            if not self._per_source[source]:
+                del self._per_source[source]
+
     def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
+        if not self._take_slot(client_address[0]):
             try:
                 request.settimeout(0)  # never wait on this client in the accepting thread
                 request.send(BUSY)
@@ -208,14 +254,16 @@ class HealthServer(HTTPServer):
         finally:
             # Free the slot before the client sees the close: a client that reconnects at once
             # (HAProxy's next check) must not find it still taken.
-            self._slots.release()
+            self._free_slot(client_address[0])
             self.shutdown_request(request)
 
     def handle_error(self, request, client_address):
         error = sys.exc_info()[1]
         # HAProxy's httpchk closes (or resets) the connection once it has read the status line:
         # every check would log a line.
-        if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+        # A client that sent no complete request in time was silent before too (http.server's
+        # own timeout); one line each would let slow senders flood the journal.
+        if isinstance(error, (ConnectionResetError, BrokenPipeError, TimeoutError)):
             return
         print("request from %s failed: %s" % (client_address[0], error), file=sys.stderr, flush=True)
 

@@ -34,7 +34,8 @@ def test_settings_from_the_environment_file():
     assert settings == {
         "listen_addr": "10.129.0.21", "listen_port": 8008, "host": "10.129.0.21", "port": 6432,
         "user": "app_user", "password": "app-pass-1", "dbname": "appdb", "role_dbname": "postgres",
-        "replica_max_lag": 0, "timeout": 2.0, "cache": 0.3, "max_clients": 8, "socket_timeout": 5.0,
+        "replica_max_lag": 0, "timeout": 2.0, "cache": 0.3, "max_clients": 16, "max_clients_per_source": 4,
+        "socket_timeout": 5.0,
     }
 
 
