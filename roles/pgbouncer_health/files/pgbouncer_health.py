@@ -3,10 +3,12 @@ and is the PostgreSQL behind it the primary or a streaming replica?
 
 Usage: pgbouncer-health   (settings from the environment, see settings_from_env)
 
-A GET / or GET /health opens a NEW connection to PgBouncer's TCP listener, as
-application_name "pgbouncer-health", and runs one query: SELECT 1 for a pooled database
-(through a server connection), SHOW VERSION for the admin console database "pgbouncer".
-GET /primary and GET /replica log in through PgBouncer to PGBOUNCER_HEALTH_ROLE_DB (the
+A GET / or GET /health runs one query through PgBouncer's TCP listener, as
+application_name "pgbouncer-health": SELECT 1 for a pooled database (through a server
+connection), SHOW VERSION for the admin console database "pgbouncer". The connection is kept
+between probes and replaced by a NEW login at least every PGBOUNCER_HEALTH_LOGIN_INTERVAL
+seconds, and at once when it fails (see Prober).
+GET /primary and GET /replica go through PgBouncer to PGBOUNCER_HEALTH_ROLE_DB (the
 node's "postgres" database by default: a pool of its own, which a busy application pool
 cannot hold up) and ask PostgreSQL its role: /primary passes only when it is not in
 recovery, /replica only when it is in recovery with a WAL receiver running, and replaying
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import io
 import os
 import sys
@@ -65,6 +68,7 @@ def settings_from_env(env):
         "role_dbname": env.get("PGBOUNCER_HEALTH_ROLE_DB", "postgres"),
         "replica_max_lag": int(env.get("PGBOUNCER_HEALTH_REPLICA_MAX_LAG", "0")),
         "timeout": float(env.get("PGBOUNCER_HEALTH_TIMEOUT", "2")),
+        "login_interval": float(env.get("PGBOUNCER_HEALTH_LOGIN_INTERVAL", "10")),
         "cache": int(env.get("PGBOUNCER_HEALTH_CACHE_MS", "300")) / 1000,
         "max_clients": max(1, int(env.get("PGBOUNCER_HEALTH_MAX_CLIENTS", "16"))),
         "max_clients_per_source": max(1, int(env.get("PGBOUNCER_HEALTH_MAX_CLIENTS_PER_SOURCE", "4"))),
@@ -121,25 +125,83 @@ def response(ok, why=""):
     return (200, "OK\n") if ok else (503, "FAIL\n")
 
 
-async def _probe(settings, psycopg, kind):
-    dbname = settings["dbname"] if kind == "health" else settings["role_dbname"]
-    conn = await psycopg.AsyncConnection.connect(
-        autocommit=True, prepare_threshold=None, cursor_factory=psycopg.AsyncClientCursor, **conninfo(settings, dbname))
-    try:
-        cursor = await conn.execute(query_for(dbname) if kind == "health" else ROLE_QUERY)
-        return await cursor.fetchall()
-    finally:
+async def _close(conn):
+    with contextlib.suppress(Exception):  # a connection being dropped may fail to say goodbye
         await conn.close()
 
 
-def probe(settings, psycopg, kind="health"):
-    """(ok, reason) of one login and query (kind: health, primary or replica), within
-    settings['timeout'] seconds in total."""
-    try:
-        rows = asyncio.run(asyncio.wait_for(_probe(settings, psycopg, kind), settings["timeout"]))
-    except Exception as exc:  # psycopg.Error, OSError, timeout: all mean "not healthy"
-        return False, reason(exc, settings)
-    return (True, "") if kind == "health" else role_verdict(kind, rows[0], settings)
+class Prober:
+    """prober(kind) -> (ok, reason) of one query (kind: health, primary or replica) within
+    settings['timeout'] seconds in total, login included.
+
+    One connection per database is kept between probes, on one event loop, instead of a TLS
+    login for every probe (issue 23, item 3: that was most of the agent's CPU). What a kept
+    connection proves is still proved: every probe is a query answered now, under the same
+    deadline, so a paused or stuck pooler fails as before. A connection that fails, or times
+    out, is closed and never used again; one that fails with an error (PgBouncer restarted,
+    the client killed) is replaced at once by a fresh login within the same deadline, and only
+    that fresh login's answer counts. What only a NEW login proves (free client slots under
+    max_client_conn, auth, TLS certificate, hba) is proved again every
+    settings['login_interval'] seconds: the kept connection is then replaced by a fresh login,
+    made while the old one is still held so that it needs a slot of its own, and every probe
+    fails until one succeeds (0: a login for every probe, as before)."""
+
+    def __init__(self, settings, psycopg):
+        self.settings, self.psycopg = settings, psycopg
+        self._runner = asyncio.Runner()  # one loop: a connection belongs to the loop it was made in
+        self._kept = {}  # dbname -> (connection, time.monotonic() of its login)
+
+    def __call__(self, kind="health"):
+        try:
+            rows = self._runner.run(asyncio.wait_for(self._probe(kind), self.settings["timeout"]))
+        except Exception as exc:  # psycopg.Error, OSError, timeout: all mean "not healthy"
+            return False, reason(exc, self.settings)
+        return (True, "") if kind == "health" else role_verdict(kind, rows[0], self.settings)
+
+    async def _probe(self, kind):
+        dbname = self.settings["dbname"] if kind == "health" else self.settings["role_dbname"]
+        query = query_for(dbname) if kind == "health" else ROLE_QUERY
+        # Taken out: only a connection that has just answered is kept again.
+        conn, since = self._kept.pop(dbname, (None, None))
+        if conn is not None and time.monotonic() - since < self.settings["login_interval"]:
+            try:
+                rows = await self._query(conn, query)  # closes it when it fails
+            except Exception:  # noqa: BLE001 (broken: a fresh login below tells the truth)
+                conn = None
+            else:
+                self._kept[dbname] = (conn, since)
+                return rows
+        try:
+            rows = await self._login_and_query(dbname, query)
+        except BaseException:
+            if conn is not None:
+                # Due for a new login, which failed: held, unused, until one works, so that the next
+                # one needs a slot of its own too (else a full pooler would pass every other time).
+                self._kept[dbname] = (conn, since)
+            raise
+        if conn is not None:
+            await _close(conn)
+        return rows
+
+    async def _login_and_query(self, dbname, query):
+        psycopg = self.psycopg
+        conn = await psycopg.AsyncConnection.connect(
+            autocommit=True, prepare_threshold=None, cursor_factory=psycopg.AsyncClientCursor,
+            **conninfo(self.settings, dbname))
+        rows = await self._query(conn, query)
+        self._kept[dbname] = (conn, time.monotonic())
+        return rows
+
+    @staticmethod
+    async def _query(conn, query):
+        """The rows of `query` on `conn`; on any failure, timeout included, `conn` is closed
+        (a query cut off midway leaves the protocol in an unknown state)."""
+        try:
+            cursor = await conn.execute(query)
+            return await cursor.fetchall()
+        except BaseException:
+            await _close(conn)
+            raise
 
 
 def read_head(sock, deadline, limit=HEAD_LIMIT):
@@ -288,7 +350,7 @@ def main():
     settings = settings_from_env(os.environ)
     if not settings["user"]:
         sys.exit("PGBOUNCER_HEALTH_USER is not set: name a PgBouncer stats user (the pgbouncer_health role writes it)")
-    server = HealthServer(settings, lambda kind: probe(settings, psycopg, kind))
+    server = HealthServer(settings, Prober(settings, psycopg))
     print("listening on %s:%s, checking %s:%s database %s as %s" % (
         settings["listen_addr"], settings["listen_port"], settings["host"], settings["port"],
         settings["dbname"], settings["user"]), file=sys.stderr, flush=True)
