@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import io
 import os
@@ -276,6 +277,9 @@ class HealthServer(HTTPServer):
         self.socket_timeout = settings["socket_timeout"]
         self._cache = settings["cache"]
         self._max_clients = settings["max_clients"]
+        # Threads kept for the next request: a new thread for each of HAProxy's checks was a
+        # sixth of the agent's CPU at idle. Never more tasks than threads: slots bound both.
+        self._workers = concurrent.futures.ThreadPoolExecutor(settings["max_clients"], thread_name_prefix="request")
         self._max_per_source = settings["max_clients_per_source"]
         self._slots_lock = threading.Lock()
         self._per_source = collections.Counter()  # source address -> connections served
@@ -306,7 +310,7 @@ class HealthServer(HTTPServer):
                 pass
             self.shutdown_request(request)
             return
-        threading.Thread(target=self._serve, args=(request, client_address), daemon=True).start()
+        self._workers.submit(self._serve, request, client_address)
 
     def _serve(self, request, client_address):
         try:
@@ -318,6 +322,10 @@ class HealthServer(HTTPServer):
             # (HAProxy's next check) must not find it still taken.
             self._free_slot(client_address[0])
             self.shutdown_request(request)
+
+    def server_close(self):
+        super().server_close()
+        self._workers.shutdown(wait=False)
 
     def handle_error(self, request, client_address):
         error = sys.exc_info()[1]
