@@ -200,15 +200,15 @@ def test_slow_senders_from_one_source_leave_the_other_sources_served(serve, slow
     slow_senders(port, ["127.0.0.2"] * 8)
     started = time.monotonic()
     assert answered_within(port, 0, source="127.0.0.3") == (200, "OK\n")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 2  # at once, with a margin for a busy machine
 
 
 def test_slow_senders_from_many_sources_are_cut_at_one_deadline_per_request(serve, slow_senders):
     """Slow senders from as many addresses as there are slots: each is dropped once the
     request timeout has passed since it connected, however often it sends a byte, so a
-    well-behaved check gets its slot within that time. About 2 s."""
+    well-behaved check gets its slot within that time (on the old code: never, 5 s). About a second."""
     port = serve(Probe(), max_clients=4, max_clients_per_source=4, socket_timeout=1)
     slow_senders(port, ["127.0.0.%d" % host for host in range(2, 6)])
     started = time.monotonic()
-    assert answered_within(port, 3) == (200, "OK\n")
-    assert time.monotonic() - started < 1.5
+    assert answered_within(port, 5) == (200, "OK\n")
+    assert time.monotonic() - started < 3  # the 1 s deadline, with a margin for a busy machine
