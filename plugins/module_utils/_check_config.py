@@ -5,9 +5,11 @@ live one, to learn whether it would start with it.
 
 The candidate is copied to a private directory with its listener moved to a free port on
 127.0.0.1 and its socket, pid file and log moved there too, so the running PgBouncer is not
-touched. PgBouncer refuses a config it cannot load (unknown key, bad value, bad [databases]
-line, unreadable auth_file or TLS file) with FATAL and exits; a config it accepts keeps
-running, and is then stopped. What the copy overrides (listen_addr, listen_port) is checked
+touched. Root writes only in a directory that the service's user cannot change (issue 23,
+item 1: a symlink planted there made root chown or truncate a file of its choice).
+PgBouncer refuses a config it cannot load (unknown key, bad value, bad [databases] line,
+unreadable auth_file or TLS file) with FATAL and exits; a config it accepts keeps running,
+and is then stopped. What the copy overrides (listen_addr, listen_port) is checked
 by _listen.py instead.
 
 Private to this collection: the API may change without notice.
@@ -104,7 +106,8 @@ def _wait(proc, log_path, timeout):
     deadline = time.monotonic() + timeout
     while True:
         ended = proc.poll() is not None
-        # Read after the poll: what an exited process wrote is all there.
+        # Read after the poll: what an exited process wrote is all there. By path: the file
+        # is in root's directory (_private_dir), which the service cannot change.
         with open(log_path, encoding="utf-8", errors="replace") as handle:
             text = handle.read()
         if "process up" in text or ended or time.monotonic() >= deadline:
@@ -112,23 +115,42 @@ def _wait(proc, log_path, timeout):
         time.sleep(0.05)
 
 
+def _private_dir(entry):
+    """(directory, run directory) for one dry start. The directory stays root's (0711: the
+    service may pass, not list nor write), so nothing in it can be swapped for a symlink
+    between root's creating a file and using it; only the run directory, where PgBouncer
+    writes its socket and pid file, is the service's, and root never opens anything there
+    (shutil.rmtree removes it without following symlinks)."""
+    directory = tempfile.mkdtemp(prefix="pgbouncer-check-")
+    os.chmod(directory, 0o711)
+    run = os.path.join(directory, "run")
+    os.mkdir(run, 0o700)
+    if os.geteuid() == 0:
+        os.chown(run, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    return directory, run
+
+
+def _create(path, owner=None):
+    """A new file opened for writing (mode 0600, never through a symlink nor over an existing
+    file), handed to `owner` (a pwd entry) by descriptor when given."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    if owner is not None and os.geteuid() == 0:
+        os.fchown(fd, owner.pw_uid, owner.pw_gid)
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
 def dry_start(binary, text, user, timeout=10.0):
     """None when pgbouncer `binary`, run as OS `user`, starts with config `text`; else the
     list of lines (secrets masked) that say why it does not."""
     entry = pwd.getpwnam(user)
-    root = os.geteuid() == 0
-    directory = tempfile.mkdtemp(prefix="pgbouncer-check-")
+    directory, run = _private_dir(entry)
     try:
-        if root:
-            os.chown(directory, entry.pw_uid, entry.pw_gid)
         candidate = os.path.join(directory, "pgbouncer.ini")
-        with open(candidate, "w", encoding="utf-8") as handle:
-            handle.write(rewrite(text, overrides(directory, free_port())))
-        if root:
-            os.chown(candidate, entry.pw_uid, entry.pw_gid)
+        with _create(candidate, entry) as handle:
+            handle.write(rewrite(text, overrides(run, free_port())))
         # Opened here, so PgBouncer writes it through the inherited descriptor whoever it runs as.
         log_path = os.path.join(directory, "output.log")
-        with open(log_path, "w", encoding="utf-8") as log:
+        with _create(log_path) as log:
             proc = subprocess.Popen([binary, candidate], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     **privileges(entry))
         try:

@@ -3,10 +3,12 @@ and is the PostgreSQL behind it the primary or a streaming replica?
 
 Usage: pgbouncer-health   (settings from the environment, see settings_from_env)
 
-A GET / or GET /health opens a NEW connection to PgBouncer's TCP listener, as
-application_name "pgbouncer-health", and runs one query: SELECT 1 for a pooled database
-(through a server connection), SHOW VERSION for the admin console database "pgbouncer".
-GET /primary and GET /replica log in through PgBouncer to PGBOUNCER_HEALTH_ROLE_DB (the
+A GET / or GET /health runs one query through PgBouncer's TCP listener, as
+application_name "pgbouncer-health": SELECT 1 for a pooled database (through a server
+connection), SHOW VERSION for the admin console database "pgbouncer". The connection is kept
+between probes and replaced by a NEW login at least every PGBOUNCER_HEALTH_LOGIN_INTERVAL
+seconds, and at once when it fails (see Prober).
+GET /primary and GET /replica go through PgBouncer to PGBOUNCER_HEALTH_ROLE_DB (the
 node's "postgres" database by default: a pool of its own, which a busy application pool
 cannot hold up) and ask PostgreSQL its role: /primary passes only when it is not in
 recovery, /replica only when it is in recovery with a WAL receiver running, and replaying
@@ -18,14 +20,20 @@ A port that accepts TCP is not enough: a paused, stuck or misconfigured pooler f
 
 Bounds, so that nobody on the network can make it log in to PgBouncer in a loop or pile up
 threads: one probe at a time, whose result serves every request of that path for
-PGBOUNCER_HEALTH_CACHE_MS milliseconds; at most PGBOUNCER_HEALTH_MAX_CLIENTS connections at once (more get 503 "BUSY" and
-are closed); PGBOUNCER_HEALTH_SOCKET_TIMEOUT seconds for a client to send its request.
+PGBOUNCER_HEALTH_CACHE_MS milliseconds; at most PGBOUNCER_HEALTH_MAX_CLIENTS connections at once, and at most
+PGBOUNCER_HEALTH_MAX_CLIENTS_PER_SOURCE from one source address (more get 503 "BUSY" and are closed), so that one
+host cannot take the slots HAProxy's checks need; PGBOUNCER_HEALTH_SOCKET_TIMEOUT seconds in all for a client to
+send its request, however it trickles in.
 Installed by the pgbouncer.cluster pgbouncer_health role.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import io
 import os
 import sys
 import threading
@@ -42,6 +50,8 @@ ROLE_QUERY = (
     "SELECT pg_is_in_recovery(), EXISTS (SELECT FROM pg_stat_wal_receiver), "
     "COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::bigint"
 )
+# A request head (request line and headers) longer than this is not a health check.
+HEAD_LIMIT = 8192
 # Written without a handler thread to a client over the limit, then the connection is closed.
 BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nBUSY\n"
 
@@ -59,8 +69,10 @@ def settings_from_env(env):
         "role_dbname": env.get("PGBOUNCER_HEALTH_ROLE_DB", "postgres"),
         "replica_max_lag": int(env.get("PGBOUNCER_HEALTH_REPLICA_MAX_LAG", "0")),
         "timeout": float(env.get("PGBOUNCER_HEALTH_TIMEOUT", "2")),
+        "login_interval": float(env.get("PGBOUNCER_HEALTH_LOGIN_INTERVAL", "10")),
         "cache": int(env.get("PGBOUNCER_HEALTH_CACHE_MS", "300")) / 1000,
-        "max_clients": max(1, int(env.get("PGBOUNCER_HEALTH_MAX_CLIENTS", "8"))),
+        "max_clients": max(1, int(env.get("PGBOUNCER_HEALTH_MAX_CLIENTS", "16"))),
+        "max_clients_per_source": max(1, int(env.get("PGBOUNCER_HEALTH_MAX_CLIENTS_PER_SOURCE", "4"))),
         "socket_timeout": float(env.get("PGBOUNCER_HEALTH_SOCKET_TIMEOUT", "5")),
     }
 
@@ -114,25 +126,101 @@ def response(ok, why=""):
     return (200, "OK\n") if ok else (503, "FAIL\n")
 
 
-async def _probe(settings, psycopg, kind):
-    dbname = settings["dbname"] if kind == "health" else settings["role_dbname"]
-    conn = await psycopg.AsyncConnection.connect(
-        autocommit=True, prepare_threshold=None, cursor_factory=psycopg.AsyncClientCursor, **conninfo(settings, dbname))
-    try:
-        cursor = await conn.execute(query_for(dbname) if kind == "health" else ROLE_QUERY)
-        return await cursor.fetchall()
-    finally:
+async def _close(conn):
+    with contextlib.suppress(Exception):  # a connection being dropped may fail to say goodbye
         await conn.close()
 
 
-def probe(settings, psycopg, kind="health"):
-    """(ok, reason) of one login and query (kind: health, primary or replica), within
-    settings['timeout'] seconds in total."""
-    try:
-        rows = asyncio.run(asyncio.wait_for(_probe(settings, psycopg, kind), settings["timeout"]))
-    except Exception as exc:  # psycopg.Error, OSError, timeout: all mean "not healthy"
-        return False, reason(exc, settings)
-    return (True, "") if kind == "health" else role_verdict(kind, rows[0], settings)
+class Prober:
+    """prober(kind) -> (ok, reason) of one query (kind: health, primary or replica) within
+    settings['timeout'] seconds in total, login included.
+
+    One connection per database is kept between probes, on one event loop, instead of a TLS
+    login for every probe (issue 23, item 3: that was most of the agent's CPU). What a kept
+    connection proves is still proved: every probe is a query answered now, under the same
+    deadline, so a paused or stuck pooler fails as before. A connection that fails, or times
+    out, is closed and never used again; one that fails with an error (PgBouncer restarted,
+    the client killed) is replaced at once by a fresh login within the same deadline, and only
+    that fresh login's answer counts. What only a NEW login proves (free client slots under
+    max_client_conn, auth, TLS certificate, hba) is proved again every
+    settings['login_interval'] seconds: the kept connection is then replaced by a fresh login,
+    made while the old one is still held so that it needs a slot of its own, and every probe
+    fails until one succeeds (0: a login for every probe, as before)."""
+
+    def __init__(self, settings, psycopg):
+        self.settings, self.psycopg = settings, psycopg
+        self._runner = asyncio.Runner()  # one loop: a connection belongs to the loop it was made in
+        self._kept = {}  # dbname -> (connection, time.monotonic() of its login)
+
+    def __call__(self, kind="health"):
+        try:
+            rows = self._runner.run(asyncio.wait_for(self._probe(kind), self.settings["timeout"]))
+        except Exception as exc:  # psycopg.Error, OSError, timeout: all mean "not healthy"
+            return False, reason(exc, self.settings)
+        return (True, "") if kind == "health" else role_verdict(kind, rows[0], self.settings)
+
+    async def _probe(self, kind):
+        dbname = self.settings["dbname"] if kind == "health" else self.settings["role_dbname"]
+        query = query_for(dbname) if kind == "health" else ROLE_QUERY
+        # Taken out: only a connection that has just answered is kept again.
+        conn, since = self._kept.pop(dbname, (None, None))
+        if conn is not None and time.monotonic() - since < self.settings["login_interval"]:
+            try:
+                rows = await self._query(conn, query)  # closes it when it fails
+            except Exception:  # noqa: BLE001 (broken: a fresh login below tells the truth)
+                conn = None
+            else:
+                self._kept[dbname] = (conn, since)
+                return rows
+        try:
+            rows = await self._login_and_query(dbname, query)
+        except BaseException:
+            if conn is not None:
+                # Due for a new login, which failed: held, unused, until one works, so that the next
+                # one needs a slot of its own too (else a full pooler would pass every other time).
+                self._kept[dbname] = (conn, since)
+            raise
+        if conn is not None:
+            await _close(conn)
+        return rows
+
+    async def _login_and_query(self, dbname, query):
+        psycopg = self.psycopg
+        conn = await psycopg.AsyncConnection.connect(
+            autocommit=True, prepare_threshold=None, cursor_factory=psycopg.AsyncClientCursor,
+            **conninfo(self.settings, dbname))
+        rows = await self._query(conn, query)
+        self._kept[dbname] = (conn, time.monotonic())
+        return rows
+
+    @staticmethod
+    async def _query(conn, query):
+        """The rows of `query` on `conn`; on any failure, timeout included, `conn` is closed
+        (a query cut off midway leaves the protocol in an unknown state)."""
+        try:
+            cursor = await conn.execute(query)
+            return await cursor.fetchall()
+        except BaseException:
+            await _close(conn)
+            raise
+
+
+def read_head(sock, deadline, limit=HEAD_LIMIT):
+    """The request head (through its blank line) read from `sock` by `deadline` (a
+    time.monotonic() value). One deadline for the whole head, not a timeout per recv: a client
+    that sends a byte every few seconds would otherwise hold its slot for ever. TimeoutError
+    when the head is not complete by then."""
+    head = b""
+    while b"\n\r\n" not in head and b"\n\n" not in head and len(head) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no complete request within the deadline")
+        sock.settimeout(left)
+        chunk = sock.recv(limit - len(head))
+        if not chunk:
+            break  # the client stopped sending: http.server answers what came, or 400
+        head += chunk
+    return head
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -146,9 +234,13 @@ class Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     def setup(self):
-        # A client that connects and sends nothing holds a slot for this long at most.
-        self.timeout = self.server.socket_timeout
+        # A client holds a slot for socket_timeout at most, however slowly it sends; then
+        # http.server parses what was read, from memory.
+        head = read_head(self.request, time.monotonic() + self.server.socket_timeout)
+        self.timeout = self.server.socket_timeout  # for writing the answer
         super().setup()
+        self.rfile.close()
+        self.rfile = io.BytesIO(head)
 
     def _answer(self, with_body):
         kind = PATHS.get(self.path.split("?", 1)[0])
@@ -179,22 +271,42 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class HealthServer(HTTPServer):
-    """HTTP server with at most max_clients handler threads, and a check(kind) that probes at
-    most once per `cache` seconds for each kind (one probe at a time) and logs when a result
-    changes."""
+    """HTTP server with at most max_clients handler threads, max_clients_per_source of them for
+    one source address, and a check(kind) that probes at most once per `cache` seconds for each
+    kind (one probe at a time) and logs when a result changes."""
 
     def __init__(self, settings, check_once):
         super().__init__((settings["listen_addr"], settings["listen_port"]), Handler)
         self._check_once = check_once
         self.socket_timeout = settings["socket_timeout"]
         self._cache = settings["cache"]
-        self._slots = threading.BoundedSemaphore(settings["max_clients"])
+        self._max_clients = settings["max_clients"]
+        # Threads kept for the next request: a new thread for each of HAProxy's checks was a
+        # sixth of the agent's CPU at idle. Never more tasks than threads: slots bound both.
+        self._workers = concurrent.futures.ThreadPoolExecutor(settings["max_clients"], thread_name_prefix="request")
+        self._max_per_source = settings["max_clients_per_source"]
+        self._slots_lock = threading.Lock()
+        self._per_source = collections.Counter()  # source address -> connections served
         self._probe_lock = threading.Lock()
         self._results = {}  # kind -> (when, (ok, why))
         self._last = {}
 
+    def _take_slot(self, source):
+        """Whether a connection from `source` may be served now (then counted until _free_slot)."""
+        with self._slots_lock:
+            if sum(self._per_source.values()) >= self._max_clients or self._per_source[source] >= self._max_per_source:
+                return False
+            self._per_source[source] += 1
+            return True
+
+    def _free_slot(self, source):
+        with self._slots_lock:
+            self._per_source[source] -= 1
+            if not self._per_source[source]:
+                del self._per_source[source]
+
     def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
+        if not self._take_slot(client_address[0]):
             try:
                 request.settimeout(0)  # never wait on this client in the accepting thread
                 request.send(BUSY)
@@ -202,7 +314,7 @@ class HealthServer(HTTPServer):
                 pass
             self.shutdown_request(request)
             return
-        threading.Thread(target=self._serve, args=(request, client_address), daemon=True).start()
+        self._workers.submit(self._serve, request, client_address)
 
     def _serve(self, request, client_address):
         try:
@@ -212,14 +324,20 @@ class HealthServer(HTTPServer):
         finally:
             # Free the slot before the client sees the close: a client that reconnects at once
             # (HAProxy's next check) must not find it still taken.
-            self._slots.release()
+            self._free_slot(client_address[0])
             self.shutdown_request(request)
+
+    def server_close(self):
+        super().server_close()
+        self._workers.shutdown(wait=False)
 
     def handle_error(self, request, client_address):
         error = sys.exc_info()[1]
         # HAProxy's httpchk closes (or resets) the connection once it has read the status line:
         # every check would log a line.
-        if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+        # A client that sent no complete request in time was silent before too (http.server's
+        # own timeout); one line each would let slow senders flood the journal.
+        if isinstance(error, (ConnectionResetError, BrokenPipeError, TimeoutError)):
             return
         print("request from %s failed: %s" % (client_address[0], error), file=sys.stderr, flush=True)
 
@@ -244,7 +362,7 @@ def main():
     settings = settings_from_env(os.environ)
     if not settings["user"]:
         sys.exit("PGBOUNCER_HEALTH_USER is not set: name a PgBouncer stats user (the pgbouncer_health role writes it)")
-    server = HealthServer(settings, lambda kind: probe(settings, psycopg, kind))
+    server = HealthServer(settings, Prober(settings, psycopg))
     print("listening on %s:%s, checking %s:%s database %s as %s" % (
         settings["listen_addr"], settings["listen_port"], settings["host"], settings["port"],
         settings["dbname"], settings["user"]), file=sys.stderr, flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,7 +35,8 @@ def test_settings_from_the_environment_file():
     assert settings == {
         "listen_addr": "10.129.0.21", "listen_port": 8008, "host": "10.129.0.21", "port": 6432,
         "user": "app_user", "password": "app-pass-1", "dbname": "appdb", "role_dbname": "postgres",
-        "replica_max_lag": 0, "timeout": 2.0, "cache": 0.3, "max_clients": 8, "socket_timeout": 5.0,
+        "replica_max_lag": 0, "timeout": 2.0, "login_interval": 10.0, "cache": 0.3, "max_clients": 16, "max_clients_per_source": 4,
+        "socket_timeout": 5.0,
     }
 
 
@@ -83,11 +85,17 @@ class FakePsycopg:
 
     def __init__(self, error=None, delay=0.0):
         self.error, self.delay, self.calls, self.row = error, delay, [], (1,)
+        self.logins, self.broken = 0, set()  # numbers (from 1, in login order) of connections that fail
         fake = self
 
         class Conn:
+            def __init__(self, number):
+                self.number = number
+
             async def execute(self, query):
-                fake.calls.append(("execute", query))
+                fake.calls.append(("execute", query, self.number))
+                if self.number in fake.broken:
+                    raise OSError("server closed the connection unexpectedly")
                 await asyncio.sleep(fake.delay)
 
                 class Cursor:
@@ -97,7 +105,7 @@ class FakePsycopg:
                 return Cursor()
 
             async def close(self):
-                fake.calls.append(("close",))
+                fake.calls.append(("close", self.number))
 
         class AsyncConnection:
             @staticmethod
@@ -105,31 +113,116 @@ class FakePsycopg:
                 fake.calls.append(("connect", kwargs))
                 if fake.error:
                     raise fake.error
-                return Conn()
+                fake.logins += 1
+                return Conn(fake.logins)
 
         self.AsyncConnection = AsyncConnection
         self.AsyncClientCursor = object
 
 
-def test_probe_logs_in_with_prepare_threshold_none_runs_the_query_and_closes():
+def test_probe_logs_in_with_prepare_threshold_none_runs_the_query_and_keeps_the_connection():
     fake = FakePsycopg()
-    assert agent.probe(agent.settings_from_env(ENV), fake) == (True, "")
+    assert agent.Prober(agent.settings_from_env(ENV), fake)() == (True, "")
     kind, kwargs = fake.calls[0]
     assert kind == "connect" and kwargs["prepare_threshold"] is None and kwargs["autocommit"] is True
-    assert fake.calls[1:] == [("execute", "SELECT 1"), ("close",)]
+    assert fake.calls[1:] == [("execute", "SELECT 1", 1)]
 
 
 def test_probe_reports_a_refused_login():
     fake = FakePsycopg(error=OSError("connection refused"))
-    assert agent.probe(agent.settings_from_env(ENV), fake) == (False, "PgBouncer at 10.129.0.21:6432: connection refused")
+    assert agent.Prober(agent.settings_from_env(ENV), fake)() == (False, "PgBouncer at 10.129.0.21:6432: connection refused")
 
 
 def test_probe_is_bounded_by_the_timeout_and_still_closes():
     fake = FakePsycopg(delay=5)
     settings = dict(agent.settings_from_env(ENV), timeout=0.2)
-    ok, why = agent.probe(settings, fake)
+    ok, why = agent.Prober(settings, fake)()
     assert not ok and "within 0.2s" in why
-    assert fake.calls[-1] == ("close",)
+    assert fake.calls[-1] == ("close", 1)
+
+
+def primary():
+    """A FakePsycopg whose role query answers: the primary."""
+    fake = FakePsycopg()
+    fake.row = (False, False, 0)
+    return fake
+
+
+def logins(fake):
+    return [call[1]["dbname"] for call in fake.calls if call[0] == "connect"]
+
+
+def test_probes_keep_one_connection_per_database():
+    """Issue 23 item 3: a TLS login for every probe was most of the agent's CPU. Twenty probes
+    of the three kinds make one login per database. Milliseconds."""
+    fake = FakePsycopg()
+    fake.row = (False, False, 0)
+    prober = agent.Prober(agent.settings_from_env(ENV), fake)
+    for _round in range(10):
+        assert [prober(kind) for kind in ("health", "primary", "replica")] == [
+            (True, ""), (True, ""), (False, "PostgreSQL is the primary, not a replica")]
+    assert logins(fake) == ["appdb", "postgres"]
+    assert not [call for call in fake.calls if call[0] == "close"]
+
+
+def test_a_kept_connection_to_a_paused_pooler_fails_within_the_timeout_and_is_dropped():
+    """A paused or stuck pooler does not answer the kept connection either: the probe's deadline
+    still applies, and that connection is never used again. Under a second."""
+    fake = primary()
+    prober = agent.Prober(dict(agent.settings_from_env(ENV), timeout=0.2), fake)
+    assert prober("primary") == (True, "")
+    fake.delay = 5  # PAUSE: the query waits
+    started = time.monotonic()
+    assert prober("primary") == (False, "no answer from PgBouncer at 10.129.0.21:6432 within 0.2s")
+    assert time.monotonic() - started < 1
+    assert fake.calls[-1] == ("close", 1)
+    fake.delay = 0  # RESUME: a fresh login
+    assert prober("primary") == (True, "")
+    assert fake.calls[-2:] == [("connect", fake.calls[0][1]), ("execute", agent.ROLE_QUERY, 2)]
+
+
+def test_a_broken_kept_connection_is_replaced_by_a_fresh_login_in_the_same_probe():
+    """PgBouncer restarted (or the client was killed): the kept connection fails, the same
+    probe logs in again, and only that login's answer counts. Milliseconds."""
+    fake = primary()
+    prober = agent.Prober(agent.settings_from_env(ENV), fake)
+    assert prober("primary") == (True, "")
+    fake.broken.add(1)
+    assert prober("primary") == (True, "")
+    assert [call[0] for call in fake.calls] == ["connect", "execute", "execute", "close", "connect", "execute"]
+    # Broken again, and no new login possible: the check fails, it does not pass on the old state.
+    fake.broken.add(2)
+    fake.error = OSError("connection refused")
+    assert prober("primary") == (False, "PgBouncer at 10.129.0.21:6432: connection refused")
+    assert ("close", 2) in fake.calls
+
+
+def test_a_new_login_is_proved_at_least_every_login_interval():
+    """What only a new login shows (max_client_conn reached, auth or TLS broken) is seen within
+    login_interval seconds although the kept connection still answers; the new login is made
+    before the old connection is closed, so it needs a client slot of its own. About 0.2 s."""
+    fake = primary()
+    prober = agent.Prober(dict(agent.settings_from_env(ENV), login_interval=0.1), fake)
+    assert prober("primary") == (True, "")
+    assert prober("primary") == (True, "")
+    assert logins(fake) == ["postgres"]
+    time.sleep(0.15)
+    fake.error = OSError('FATAL:  no more connections allowed (max_client_conn)')
+    for _probe in range(3):  # the old connection still held: the pooler stays full for new logins
+        assert prober("primary") == (False, "PgBouncer at 10.129.0.21:6432: FATAL: no more connections allowed (max_client_conn)")
+        assert fake.calls[-1] == ("connect", fake.calls[0][1])
+    fake.error = None
+    assert prober("primary") == (True, "")
+    assert fake.calls[-3:] == [("connect", fake.calls[0][1]), ("execute", agent.ROLE_QUERY, 2), ("close", 1)]
+
+
+def test_login_interval_zero_logs_in_for_every_probe():
+    fake = FakePsycopg()
+    prober = agent.Prober(dict(agent.settings_from_env(ENV), login_interval=0), fake)
+    for _probe in range(3):
+        assert prober("health") == (True, "")
+    assert logins(fake) == ["appdb"] * 3
+    assert [call for call in fake.calls if call[0] == "close"] == [("close", 1), ("close", 2)]
 
 
 @pytest.fixture
@@ -198,10 +291,12 @@ def test_a_replica_lagging_over_the_bound_is_not_a_replica_to_send_reads_to():
 def test_role_probes_go_through_pgbouncer_to_the_role_database():
     fake = FakePsycopg()
     fake.row = (True, True, 0)
-    assert agent.probe(agent.settings_from_env(ENV), fake, "replica") == (True, "")
+    prober = agent.Prober(agent.settings_from_env(ENV), fake)
+    assert prober("replica") == (True, "")
     assert fake.calls[0][1]["dbname"] == "postgres" and fake.calls[0][1]["host"] == "10.129.0.21"
-    assert fake.calls[1] == ("execute", agent.ROLE_QUERY)
-    assert agent.probe(agent.settings_from_env(ENV), fake, "primary") == (False, "PostgreSQL is in recovery, not the primary")
+    assert fake.calls[1] == ("execute", agent.ROLE_QUERY, 1)
+    assert prober("primary") == (False, "PostgreSQL is in recovery, not the primary")
+    assert fake.calls[2] == ("execute", agent.ROLE_QUERY, 1)  # the same connection: one database
 
 
 def test_http_paths_run_their_own_check(served):

@@ -82,7 +82,7 @@ def test_cache_zero_probes_for_each_request(serve):
 
 def test_concurrent_requests_share_one_probe(serve):
     probe = Probe(delay=0.5)
-    port = serve(probe, cache=0.3, max_clients=8)
+    port = serve(probe, cache=0.3, max_clients=8, max_clients_per_source=8)
     answers = []
     threads = [threading.Thread(target=lambda: answers.append(get(port))) for _client in range(6)]
     for thread in threads:
@@ -134,3 +134,81 @@ def test_a_client_that_hangs_up_after_the_status_line_is_not_logged(capfd):
     finally:
         server.server_close()
     assert capfd.readouterr().err == "request from 10.129.0.21 failed: bad request line\n"
+
+
+class SlowSender:
+    """A client from `source` (a loopback address) that sends a health check one byte every
+    `every` seconds, as issue 23 item 2's attack did (a byte every 3 s, under the old per-recv
+    timeout), until stopped or closed by the server."""
+
+    def __init__(self, port, source, every=0.2):
+        self.sock = socket.socket()
+        self.sock.bind((source, 0))
+        self.sock.connect(("127.0.0.1", port))
+        self.every, self.stop = every, threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self):
+        for byte in b"GET /primary HTTP/1.0\r\nX-Padding: " + b"x" * 1000:
+            if self.stop.wait(self.every):
+                return
+            try:
+                self.sock.send(bytes([byte]))
+            except OSError:
+                return  # closed by the server
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def slow_senders():
+    senders = []
+
+    def open_from(port, sources):
+        senders.extend(SlowSender(port, source) for source in sources)
+        time.sleep(0.3)  # let the server take them all
+
+    yield open_from
+    for sender in senders:
+        sender.close()
+
+
+def answered_within(port, seconds, source="127.0.0.1"):
+    """(status, body) of a well-behaved GET /primary from `source`, retried until `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as sock:
+            sock.sendall(b"GET /primary HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        status = int(answer.split(b" ", 2)[1])
+        if status != 503 or not answer.endswith(b"BUSY\n") or time.monotonic() >= deadline:
+            return status, answer.split(b"\r\n\r\n", 1)[1].decode()
+        time.sleep(0.1)
+
+
+def test_slow_senders_from_one_source_leave_the_other_sources_served(serve, slow_senders):
+    """Issue 23 item 2: eight slow senders from one address held every slot and HAProxy read
+    503 BUSY. One source may hold max_clients_per_source slots; a check from another address is
+    answered at once. About a second."""
+    port = serve(Probe(), max_clients=8, max_clients_per_source=4, socket_timeout=30)
+    slow_senders(port, ["127.0.0.2"] * 8)
+    started = time.monotonic()
+    assert answered_within(port, 0, source="127.0.0.3") == (200, "OK\n")
+    assert time.monotonic() - started < 2  # at once, with a margin for a busy machine
+
+
+def test_slow_senders_from_many_sources_are_cut_at_one_deadline_per_request(serve, slow_senders):
+    """Slow senders from as many addresses as there are slots: each is dropped once the
+    request timeout has passed since it connected, however often it sends a byte, so a
+    well-behaved check gets its slot within that time (on the old code: never, 5 s). About a second."""
+    port = serve(Probe(), max_clients=4, max_clients_per_source=4, socket_timeout=1)
+    slow_senders(port, ["127.0.0.%d" % host for host in range(2, 6)])
+    started = time.monotonic()
+    assert answered_within(port, 5) == (200, "OK\n")
+    assert time.monotonic() - started < 3  # the 1 s deadline, with a margin for a busy machine
