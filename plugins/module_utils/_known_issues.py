@@ -21,9 +21,15 @@ def _listed(value):
     return [str(item).strip().lower() for item in items if str(item).strip()]
 
 
-def _options_not_ignored(settings):
+def _options_not_ignored(settings, _databases):
     ignored = _listed(settings.get("ignore_startup_parameters"))
     return bool(ignored) and "options" not in ignored
+
+
+def _forced_user_with_scram_clients(settings, databases):
+    # auth_type md5 lets a client whose auth_file secret is SCRAM log in with SCRAM too.
+    scram_clients = str(settings.get("auth_type") or "").lower() in ("scram-sha-256", "md5")
+    return scram_clients and any(entry.get("user") and entry.get("password") for entry in databases or [])
 
 
 # id -> what it is, the upstream versions it affects [first, fixed), the Debian package
@@ -40,6 +46,20 @@ KNOWN_ISSUES = (
         "trigger_text": "ignore_startup_parameters is not empty and does not contain options",
         "fix": "keep options in pgbouncer_ignore_startup_parameters (the role's default), or install PgBouncer 1.26.1 or later",
         "severity": "critical",
+    },
+    {
+        "id": "pgbouncer-1612",
+        "summary": "a [databases] entry with user= and password= cannot log in to PostgreSQL for a client that logged in "
+                   "to PgBouncer with SCRAM: the client's SCRAM keys replace the forced user's (PgBouncer issues 944, 1461 "
+                   "and 1610, fixed by pull request 1612), so every such login fails with \"password authentication failed\"",
+        "affected": ("1.0.0", "1.26.0"),
+        "debian_fixed": (),
+        "trigger": _forced_user_with_scram_clients,
+        "trigger_text": "a pgbouncer_databases entry has both user and password, and clients log in with SCRAM "
+                        "(auth_type scram-sha-256, or md5 with SCRAM secrets)",
+        "fix": "drop password from the entry and let PgBouncer log in as the forced user with that user's secret from the "
+               "auth_file (pgbouncer_userlist_users must include it), or install PgBouncer 1.26.0 or later",
+        "severity": "bug",
     },
 )
 
@@ -76,8 +96,8 @@ def _dpkg_compare_part(left, right):
 def dpkg_compare(left, right):
     """Compare two Debian package versions ("[epoch:]upstream[-revision]") as dpkg does; -1, 0 or 1."""
     def split(version):
-        epoch, _, rest = version.rpartition(":") if ":" in version else ("0", "", version)
-        upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
+        epoch, rest = version.split(":", 1) if ":" in version else ("0", version)
+        upstream, revision = rest.rsplit("-", 1) if "-" in rest else (rest, "")
         return int(epoch or 0), upstream, revision
 
     left_epoch, left_upstream, left_revision = split(str(left).strip())
@@ -92,9 +112,12 @@ def _debian_carries_fix(issue, package_version):
     for the same upstream release, at that revision or later."""
     if not package_version:
         return False
-    upstream = str(package_version).split(":")[-1].rsplit("-", 1)[0]
+
+    def upstream_of(version):
+        return str(version).rsplit(":", maxsplit=1)[-1].rsplit("-", maxsplit=1)[0]
+
     return any(
-        fixed.split(":")[-1].rsplit("-", 1)[0] == upstream and dpkg_compare(package_version, fixed) >= 0
+        upstream_of(fixed) == upstream_of(package_version) and dpkg_compare(package_version, fixed) >= 0
         for fixed in issue["debian_fixed"]
     )
 
@@ -105,11 +128,12 @@ def in_range(issue, version, package_version=""):
     return first <= parse_version(version) < fixed and not _debian_carries_fix(issue, package_version)
 
 
-def advise(settings, version, package_version="", accepted=None):
+def advise(settings, version, package_version="", accepted=None, databases=None):
     """The known issues that affect this node, each {id, severity, summary, trigger, fix, accepted}.
 
-    `settings` is the [pgbouncer] section about to be written; `accepted` the ids the user lets
-    the role leave in place (pgbouncer_known_issues_accepted)."""
+    `settings` is the [pgbouncer] section about to be written, `databases` the [databases]
+    entries (pgbouncer_databases); `accepted` the ids the user lets the role leave in place
+    (pgbouncer_known_issues_accepted)."""
     accepted = set(accepted or [])
     return [
         {
@@ -121,7 +145,7 @@ def advise(settings, version, package_version="", accepted=None):
             "accepted": issue["id"] in accepted,
         }
         for issue in KNOWN_ISSUES
-        if in_range(issue, version, package_version) and issue["trigger"](settings)
+        if in_range(issue, version, package_version) and issue["trigger"](settings, databases)
     ]
 
 

@@ -80,6 +80,21 @@ def test_a_configuration_open_to_the_packet_is_refused_unless_accepted(tmp_path)
 
 
 @pytest.mark.version_dependent
+def test_a_forced_user_with_a_password_is_refused_where_scram_clients_break_it(tmp_path):
+    """Issue 23, item 11: a [databases] entry with user= and password= cannot log in for SCRAM
+    clients before PgBouncer 1.26.0 (pgbouncer pull request 1612); the role refuses it there,
+    naming the upstream fix, never the password. About 30 s: one dry run on one node."""
+    entry = {"name": "pw_db", "host": NODES[NODE], "port": 5432, "dbname": APP_DB, "user": "pw_user", "password": "a'b\\c=d e"}
+    lab_entries = [{"name": "appdb_ro", "host": "10.129.0.22", "port": 5432, "dbname": APP_DB, "max_db_connections": 5}]
+    messages, _stats = refusals([("forced", {"pgbouncer_databases": [*lab_entries, entry]}, "")], tmp_path, "--check")
+    if version(NODES[NODE]) < (1, 26, 0):
+        assert "pgbouncer-1612 on PgBouncer" in messages["forced"] and "pull request 1612" in messages["forced"], messages
+        assert "a'b" not in messages["forced"]
+    else:
+        assert messages["forced"] == "NOT REFUSED", messages
+
+
+@pytest.mark.version_dependent
 def test_the_packet_stops_a_pooler_open_to_it_on_an_affected_version_only():
     """What the refusal guards against, on the real binary: a replica's pooler with `options`
     left out of ignore_startup_parameters (set by hand, then restored and restarted). Affected

@@ -79,7 +79,7 @@ def test_a_debian_build_that_carries_the_fix_is_recognised(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("left", "right", "order"),
+    ("first", "second", "order"),
     [
         ("1.24.1-1+deb13u2", "1.24.1-1+deb13u3", -1),
         ("1.24.1-1+deb13u10", "1.24.1-1+deb13u3", 1),
@@ -90,6 +90,36 @@ def test_a_debian_build_that_carries_the_fix_is_recognised(monkeypatch):
         ("1.18.0-1a", "1.18.0-1+b1", -1),
     ],
 )
-def test_dpkg_order(left, right, order):
-    assert _known_issues.dpkg_compare(left, right) == order
-    assert _known_issues.dpkg_compare(right, left) == -order
+def test_dpkg_order(first, second, order):
+    assert _known_issues.dpkg_compare(first, second) == order
+    assert _known_issues.dpkg_compare(second, first) == -order
+
+
+FORCED = [{"name": "pw_db", "host": "10.129.0.22", "user": "pw_user", "password": "a'b\\c=d e"}]
+
+
+@pytest.mark.parametrize(
+    ("version", "auth_type", "databases", "affected"),
+    [
+        ("1.18.0", "scram-sha-256", FORCED, True),  # Debian 12
+        ("1.24.1", "scram-sha-256", FORCED, True),  # Debian 13
+        ("1.24.1", "md5", FORCED, True),  # SCRAM secrets still log in with SCRAM
+        ("1.26.0", "scram-sha-256", FORCED, False),  # fixed by pull request 1612
+        ("1.24.1", "trust", FORCED, False),
+        ("1.24.1", "scram-sha-256", [dict(FORCED[0], password="")], False),  # the auth_file's secret is used
+        ("1.24.1", "scram-sha-256", [{"name": "appdb", "host": "10.129.0.22"}], False),
+        ("1.24.1", "scram-sha-256", None, False),
+    ],
+)
+def test_forced_user_with_a_password_under_scram(version, auth_type, databases, affected):
+    settings = dict(DEFAULTS, auth_type=auth_type)
+    found = [issue["id"] for issue in _known_issues.advise(settings, version, "", databases=databases)]
+    assert ("pgbouncer-1612" in found) is affected
+
+
+def test_the_forced_user_message_names_the_upstream_issue_and_the_fix_never_the_password():
+    advice = known_issues(dict(DEFAULTS, auth_type="scram-sha-256"), "1.18.0", "1.18.0-1", [], FORCED)
+    (message,) = advice["problems"]
+    assert "pgbouncer-1612 on PgBouncer 1.18.0" in message and "pull request 1612" in message
+    assert "drop password from the entry" in message and "pgbouncer_known_issues_accepted: [pgbouncer-1612]" in message
+    assert "a'b" not in message

@@ -74,7 +74,6 @@ def test_every_spelling_of_a_mode_is_read_as_the_file_module_reads_it(mode, show
         assert len(found) == 1 and found[0].startswith("%s %s gives other users access" % (name, shown)), found
 
 
-
 @pytest.mark.parametrize("mode", ["u=rwx,g=rwx,o=rwx", "a+w", "0o777", "00777", "u=rwx,g=rwx"])
 def test_every_spelling_of_a_world_writable_socket_is_refused(mode):
     """Milliseconds."""

@@ -85,7 +85,7 @@ def test_the_haproxy_undo_script_sends_each_command(tmp_path):
     got = []
 
     def serve():
-        for _ in range(2):
+        for _connection in range(2):
             conn = server.accept()[0]
             got.append(conn.recv(4096))
             conn.close()
