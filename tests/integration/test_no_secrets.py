@@ -43,6 +43,7 @@ def leaks(output):
     return [line for line in output.splitlines() if "Leak-Probe" in line or any(probe in line for probe in BASE64_PROBES)]
 
 
+@pytest.mark.version_dependent
 def test_a_password_in_databases_is_never_printed(restore_node):
     first = run(SECRETS["apply"])
     assert first.returncode == 0, first.stdout[-4000:]
@@ -60,3 +61,67 @@ def test_a_password_in_databases_is_never_printed(restore_node):
     for sign in "-+":
         assert "%ssecret_db = host=%s port=5432 dbname=%s user=app_user password=********" % (sign, IP, APP_DB) in second.stdout
     assert ssh(IP, "sha256sum /etc/pgbouncer/pgbouncer.ini").stdout == before
+
+
+def lab_passwords():
+    """Every password the lab inventory holds (group_vars), by walking its values."""
+    import yaml  # noqa: PLC0415
+
+    from conftest import INVENTORY  # noqa: PLC0415
+
+    found = set()
+
+    def walk(value, key=""):
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, str(name))
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, key)
+        elif isinstance(value, str) and ("pass" in key.lower() or key in ("superuser", "replication", "rewind")):
+            found.add(value)
+
+    for path in (INVENTORY / "group_vars").glob("*.yml"):
+        walk(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+@pytest.fixture
+def restore_cluster():
+    yield
+    result = ansible_playbook("playbooks/site.yml")
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+@pytest.mark.version_dependent
+def test_no_lab_password_in_any_runbook_at_vvv(tmp_path, restore_cluster):
+    """Issue 24: every runbook at -vvv, with a [databases] entry holding a password on each node's
+    own PostgreSQL (so the switchover's and the rolling restart's redirect blocks carry it): no
+    lab password, no probe, in the output (with the RELOAD loop of main at 7c0630c, switchover.yml
+    -v printed the probe twice). About 2 min: a converge, switchover.yml,
+    rolling_restart.yml, maintenance.yml with a task file that does nothing, drain.yml twice, the
+    restoring converge."""
+    entry = {"name": "secret_db", "host": "{{ pgbouncer_host_address }}", "port": 5432, "dbname": APP_DB, "user": "app_user",
+             "password": SECRETS["apply"], "max_db_connections": 2}
+    # Check-mode only on the forced user (known issue pgbouncer-1612 refuses it): accepted here, the entry is never used.
+    converge = ansible_playbook("playbooks/site.yml", "-e", json.dumps({"pgbouncer_databases": [*LAB_DATABASES, entry],
+                                                                      "pgbouncer_known_issues_accepted": ["pgbouncer-1612"]}), timeout=1200)
+    assert converge.returncode == 0, converge.stdout[-4000:]
+    noop = tmp_path / "noop.yml"
+    noop.write_text('- name: Nothing to do\n  ansible.builtin.debug:\n    msg: maintenance window\n')
+    runs = {
+        "switchover": ("playbooks/switchover.yml", "-e", "switchover_databases=%s" % APP_DB),
+        "rolling_restart": ("playbooks/rolling_restart.yml",),
+        "maintenance": ("playbooks/maintenance.yml", "-e", "maintenance_db=%s" % APP_DB, "-e", "maintenance_tasks=%s" % noop,
+                        "-e", "maintenance_auto_database=true"),
+        "drain": ("playbooks/drain.yml", "-e", "node=%s" % NODE, "-e", "state=drain"),
+        "ready": ("playbooks/drain.yml", "-e", "node=%s" % NODE, "-e", "state=ready"),
+    }
+    passwords = lab_passwords()
+    assert "app-pass-1" in passwords and len(passwords) >= 8, passwords
+    for name, args in runs.items():
+        result = ansible_playbook(*args, "-vvv", timeout=1200)
+        assert result.returncode == 0, "%s: %s" % (name, result.stdout[-4000:])
+        output = result.stdout + result.stderr
+        assert leaks(output) == [], name
+        assert [password for password in passwords if password in output] == [], name
