@@ -182,6 +182,9 @@ BAD_INPUTS = [
      "firewall_patroni_allowed_sources is required for port 8008: it is empty"),
     ("etcd-peer-sources-empty", {"firewall_etcd_peer_allowed_sources": []},
      "firewall_etcd_peer_allowed_sources is required for port 2380: it is empty"),
+    # Issue 23, item 9: the hosts still on 5432 are addresses too.
+    ("migration-source-name", {"firewall_postgres_migration_sources": ["app-server-1"]},
+     "firewall_postgres_migration_sources: 'app-server-1' is not an IP address or CIDR"),
 ]
 
 
