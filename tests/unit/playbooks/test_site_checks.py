@@ -64,7 +64,12 @@ def run_checks(tmp_path, inventory_data, extra=None):
         "site.yml's first play is no longer only the fact gathering: run it here too")
     playbook = [{"name": "Gather facts as site.yml's first play", "hosts": facts["hosts"], "gather_facts": True,
                  "gather_subset": facts["gather_subset"]}, *checks]
-    (tmp_path / "checks.yml").write_text(json.dumps(playbook))
+    # In a playbooks/ directory next to the roles, as site.yml is: its checks read
+    # playbook_dir/../roles/<role>/meta/argument_specs.yml.
+    (tmp_path / "playbooks").mkdir(exist_ok=True)
+    if not (tmp_path / "roles").exists():
+        (tmp_path / "roles").symlink_to(ROOT / "roles")
+    (tmp_path / "playbooks" / "checks.yml").write_text(json.dumps(playbook))
     (tmp_path / "hosts.yml").write_text(json.dumps(inventory_data))
     stub = tmp_path / "bin"
     stub.mkdir(exist_ok=True)
@@ -72,7 +77,7 @@ def run_checks(tmp_path, inventory_data, extra=None):
     (stub / "systemctl").chmod(0o755)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                PATH="%s:%s:%s" % (stub, Path(sys.executable).parent, os.environ.get("PATH", "")))
-    command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "checks.yml")]
+    command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "playbooks" / "checks.yml")]
     if extra:
         command += ["-e", json.dumps(extra)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
@@ -80,20 +85,25 @@ def run_checks(tmp_path, inventory_data, extra=None):
 
 
 def test_the_check_plays_change_nothing_and_check_every_role():
-    """Structure, no run: no check play has roles or a task other than loading a role's defaults
-    and including a role's validate.yml, and every role's validate.yml is included."""
+    """Structure, no run: no check play has roles or a task other than loading a role's defaults,
+    including a role's validate.yml and checking a role's argument_specs, and every role's
+    validate.yml and argument_specs are checked."""
     facts, *checks = check_plays()
     assert checks, "site.yml has no check play before its first play with roles"
-    included = set()
+    included, specs = set(), set()
     for play in checks:
         assert "roles" not in play and "pre_tasks" not in play and "post_tasks" not in play and "handlers" not in play
         for task in play["tasks"]:
             if "ansible.builtin.import_role" in task:
                 assert task["ansible.builtin.import_role"]["tasks_from"] == "defaults.yml", task
+            elif "ansible.builtin.validate_argument_spec" in task:
+                specs.update(role for role in ROLES if "/roles/%s/meta/argument_specs.yml" % role in
+                             task["ansible.builtin.validate_argument_spec"]["argument_spec"])
             else:
                 assert task["ansible.builtin.include_role"]["tasks_from"] == "validate.yml", task
                 included.add(task["ansible.builtin.include_role"]["name"].rsplit(".", 1)[1])
     assert included == set(ROLES)
+    assert specs == set(ROLES)
 
 
 def test_a_good_inventory_passes_the_checks(tmp_path):
@@ -111,6 +121,11 @@ BAD_INPUTS = [
     ("health-user-empty", {"pgbouncer_stats_users": []}, "pgbouncer_health_login_user is required"),
     ("haproxy-unknown-backend", {"haproxy_backend_hosts": ["nosuchhost"]}, "haproxy_backend_hosts must name inventory hosts"),
     ("keepalived-vrid", {"keepalived_virtual_router_id": 300}, "keepalived_virtual_router_id must be between 1 and 255"),
+    # Types and choices, from the roles' argument_specs, which only the roles' own plays checked.
+    ("haproxy-weight-type", {"haproxy_server_weight": "heavy"}, "argument 'haproxy_server_weight' is of type str"),
+    ("haproxy-check-source-choice", {"haproxy_check_source": "consul"}, "haproxy_check_source must be one of"),
+    # Not set at all (the other hosts have it as a host variable).
+    ("vip-missing", {"keepalived_vip": "__unset__"}, "keepalived_vip is required"),
 ]
 
 
@@ -121,8 +136,11 @@ def test_haproxy_keepalived_and_agent_input_is_refused_before_any_node_changes(t
     host vars of one host, which fails alone with its own message."""
     addresses = {name: "127.0.0.%d" % (10 + index) for index, (name, _extra, _message) in enumerate(BAD_INPUTS)}
     data = inventory(addresses)
+    vip = data["all"]["vars"].pop("keepalived_vip")
     for name, extra, _message in BAD_INPUTS:
-        data["pgbouncer"]["hosts"][name].update(extra)
+        data["pgbouncer"]["hosts"][name].update({"keepalived_vip": vip, **extra})
+        if extra.get("keepalived_vip") == "__unset__":
+            del data["pgbouncer"]["hosts"][name]["keepalived_vip"]
     returncode, output = run_checks(tmp_path, data)
     assert returncode != 0, output[-4000:]
     fatal = {line.split("]", 1)[0].removeprefix("fatal: ["): line for line in output.splitlines() if line.startswith("fatal: [")}
