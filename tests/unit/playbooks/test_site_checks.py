@@ -7,7 +7,7 @@ fact gathering: package_facts needs python3-apt, and the checks read no package)
 inventory of three hosts with `ansible_connection: local` and become off. Nothing they run
 changes this host: asserts, and the health agent's port check (systemctl show, ss), for which a
 stub `systemctl` answers "no process" (this machine may run without systemd). Cost: about 8 s
-per ansible-playbook run (its start, the fact gathering, the checks); four runs, about 40 s.
+per ansible-playbook run (its start, the fact gathering, the checks); five runs, about 40-50 s.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ GOOD_VARS = {
     "pgbouncer_stats_users": ["stats_user"],
     "pgbouncer_health_login_password": "stats-pass",
 }
+
+
+# The firewall's lists drawn from the cluster's groups (group app keeps its address here).
+FIREWALL_GROUP_LISTS = ("firewall_postgres_allowed_sources", "firewall_patroni_allowed_sources", "firewall_etcd_client_allowed_sources",
+                        "firewall_etcd_peer_allowed_sources", "firewall_haproxy_hosts_sources", "firewall_vrrp_allowed_sources")
 
 
 def inventory(addresses=None, app=True):
@@ -159,11 +164,20 @@ def test_a_names_only_inventory_is_refused_naming_each_cluster_list(tmp_path):
         assert "%s is required for port %s: db2, db3 have no ansible_host" % (variable, port) in output, output[-4000:]
 
 
+def test_a_names_only_inventory_is_refused_naming_keepalived_peers(tmp_path):
+    """The firewall lists set, keepalived's peers not: keepalived's default (the other hosts'
+    ansible_host) cannot be built, and the check says which variable to set instead of a
+    template error ("no attribute 'ansible_host'")."""
+    data = inventory(None)
+    data["all"]["vars"].update(dict.fromkeys(FIREWALL_GROUP_LISTS, ["127.0.0.0/8"]))
+    returncode, output = run_checks(tmp_path, data)
+    assert returncode != 0, output[-4000:]
+    assert "keepalived_unicast_peers is required" in output and "no attribute" not in output, output[-4000:]
+
+
 def test_a_names_only_inventory_passes_with_the_lists_set(tmp_path):
     """The refusal's second way out: the lists set (here a CIDR) instead of ansible_host."""
-    cidr = ["127.0.0.0/8"]
-    lists = dict.fromkeys(("firewall_postgres_allowed_sources", "firewall_patroni_allowed_sources", "firewall_etcd_client_allowed_sources",
-                           "firewall_etcd_peer_allowed_sources", "firewall_haproxy_hosts_sources", "firewall_vrrp_allowed_sources"), cidr)
+    lists = dict.fromkeys(FIREWALL_GROUP_LISTS, ["127.0.0.0/8"])
     data = inventory(None)
     # keepalived needs its own addresses (it has no firewall-style list to fall back on).
     data["all"]["vars"].update(lists, keepalived_unicast_src_ip="127.0.0.1", keepalived_unicast_peers=["127.0.0.2", "127.0.0.3"])
