@@ -5,8 +5,9 @@ The plays of site.yml before its first play with roles are its checks. The tests
 those (the first, which gathers facts and reads the installed packages, is replaced by a plain
 fact gathering: package_facts needs python3-apt, and the checks read no package) against an
 inventory of three hosts with `ansible_connection: local` and become off. Nothing they run
-changes this host: asserts, and the health agent's port check (systemctl show, ss), for which a
-stub `systemctl` answers "no process" (this machine may run without systemd). Cost: about 8 s
+changes this host: asserts, and the health agent's port check (systemctl show, ss), for which
+stubs answer "no agent, nothing listening" (this machine may run without systemd, and may run
+something on the agent's port). Cost: about 8 s
 per ansible-playbook run (its start, the fact gathering, the checks); five runs, about 40-50 s.
 """
 
@@ -78,8 +79,11 @@ def run_checks(tmp_path, inventory_data, extra=None):
     (tmp_path / "hosts.yml").write_text(json.dumps(inventory_data))
     stub = tmp_path / "bin"
     stub.mkdir(exist_ok=True)
-    (stub / "systemctl").write_text("#!/bin/sh\necho 0\n")
-    (stub / "systemctl").chmod(0o755)
+    # The health agent's port check reads this machine: stubs make it see no agent (systemctl)
+    # and nothing listening (ss), whatever runs here (another test's agent on 6480).
+    for name, script in (("systemctl", "#!/bin/sh\necho 0\n"), ("ss", "#!/bin/sh\nexit 0\n")):
+        (stub / name).write_text(script)
+        (stub / name).chmod(0o755)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                PATH="%s:%s:%s" % (stub, Path(sys.executable).parent, os.environ.get("PATH", "")))
     command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "playbooks" / "checks.yml")]
