@@ -8,6 +8,7 @@ pgbouncer.ini itself is rendered, checked and written by the pgbouncer_config mo
 from __future__ import annotations
 
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import (
+    _firewall,
     _hba,
     _ini,
     _known_issues,
@@ -57,6 +58,7 @@ class FilterModule:
             "pgbouncer_console_user_problems": _validate.console_user_problems,
             "pgbouncer_pool_sizing_problems": _validate.pool_sizing_problems,
             "pgbouncer_source_problems": _validate.source_problems,
+            "pgbouncer_unaddressed_problems": _firewall.unaddressed_problems,
             "pgbouncer_ssh_ports": ssh_ports,
             "pgbouncer_processes": _processes.layout,
             "pgbouncer_retired_processes": _processes.retired,

@@ -129,3 +129,28 @@ def mask(entries, key):
         % (quote(name), secret_kind(secret), hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()[:8])
         for name, secret in entries
     )
+
+
+def md5_under_scram(entries, auth_type):
+    """(names, message) of the users whose secret is md5 when clients log in with SCRAM.
+
+    PgBouncer's auth_type scram-sha-256 needs a SCRAM secret (or a plain password) in the
+    auth_file: a user whose PostgreSQL password is stored as md5 is refused ("SASL
+    authentication failed") however right the password. Such users are written anyway and
+    warned about on every run, not refused: they lose nothing by it (they cannot log in
+    through the pooler either way, and keep 5432 meanwhile), and a refusal would stop the role
+    for every other user, password rotations included, until each md5 user's owner re-set a
+    password. names is sorted; message is None when there is nothing to say.
+    """
+    if auth_type != "scram-sha-256":
+        return [], None
+    names = sorted(name for name, secret in entries if secret and secret_kind(secret) == "md5")
+    if not names:
+        return [], None
+    return names, (
+        "users whose PostgreSQL password is stored as md5 cannot log in through PgBouncer with auth_type "
+        "scram-sha-256: %s. Either set each one's password again under password_encryption = scram-sha-256 "
+        "(SET password_encryption = 'scram-sha-256'; ALTER ROLE name PASSWORD '...', or \\password in psql) and run "
+        "the role again, or use auth_type md5 (pgbouncer_auth_type: md5), with which PgBouncer still uses SCRAM "
+        "for every user whose secret is SCRAM." % ", ".join(names)
+    )

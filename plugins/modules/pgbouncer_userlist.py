@@ -52,6 +52,12 @@ options:
         keys from) and so needs the password itself. Each user must also be selected by O(users).
     type: dict
     default: {}
+  auth_type:
+    description:
+      - PgBouncer's C(auth_type), when known. With C(scram-sha-256), users whose secret is md5 are written as
+        they are (they cannot log in through PgBouncer either way) and the module warns, on every run, naming
+        them and the two fixes; RV(md5_users) lists them.
+    type: str
   db:
     description: Database to connect to for reading pg_shadow.
     type: str
@@ -106,6 +112,13 @@ users:
   type: list
   elements: str
   sample: [app_user, pgbouncer]
+md5_users:
+  description: Users written with an md5 secret while O(auth_type) is C(scram-sha-256); they cannot log in through
+    PgBouncer until their password is set again as SCRAM, or C(auth_type) is C(md5).
+  returned: always
+  type: list
+  elements: str
+  sample: [report_user]
 path:
   description: The auth_file path.
   returned: always
@@ -166,6 +179,7 @@ def main():
         exclude_users=dict(type="list", elements="str", default=[]),
         passwords=dict(type="dict", default={}, no_log=True),
         include_superusers=dict(type="bool", default=False),
+        auth_type=dict(type="str"),
         db=dict(type="str", default="postgres"),
         owner=dict(type="str", default="postgres"),
         group=dict(type="str", default="postgres"),
@@ -201,7 +215,10 @@ def main():
     current = read_current(path)
 
     changed = current != wanted
-    result = dict(changed=changed, path=path, users=[entry[0] for entry in entries])
+    md5_users, md5_message = _userlist.md5_under_scram(entries, params["auth_type"])
+    if md5_message:
+        module.warn(md5_message)
+    result = dict(changed=changed, path=path, users=[entry[0] for entry in entries], md5_users=md5_users)
     if module._diff and changed:
         key = os.urandom(16)
         try:

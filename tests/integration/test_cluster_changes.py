@@ -2,8 +2,8 @@
 changed on the primary reaches every auth_file in one run (the second one only the
 pgbouncer_userlist tag), and HAProxy can check Patroni's REST API instead of the health agent.
 
-Cost on the lab (Debian 12): about 1 minute, one full site.yml run, one `--tags
-pgbouncer_userlist` run and two `--tags haproxy` runs (seconds each). Every wait is bounded.
+Cost on the lab (Debian 12): about 1 minute, one full site.yml run, two `--tags
+pgbouncer_userlist` runs and two `--tags haproxy` runs (seconds each). Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -67,6 +67,20 @@ def test_a_password_changed_on_the_primary_reaches_every_auth_file_in_one_run():
         assert line == ['"%s" "%s"' % (ROTATED_USER, primary_secret)], ip
     assert logins("second-pass-2") == {str(RW_PORT): "ok", str(RO_PORT): "ok"}
     assert all(outcome.startswith("error") for outcome in logins("first-pass-1").values())
+
+
+def test_md5_users_are_named_on_every_run_they_cannot_log_in():
+    """Issue 23, item 13: the lab's report_user is stored as md5 and cannot log in through
+    PgBouncer with auth_type scram-sha-256; a run that changes nothing still names it, with
+    the fix, and names no SCRAM user. Cost: one `--tags pgbouncer_userlist` run on one node,
+    about 10 s."""
+    result = ansible_playbook("playbooks/site.yml", "--tags", "pgbouncer_userlist", "--limit", "pg-srv3")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "cannot log in through PgBouncer with auth_type scram-sha-256: " in output, output[-4000:]
+    named = output.split("cannot log in through PgBouncer with auth_type scram-sha-256: ", 1)[1].split(". ", 1)[0].split(", ")
+    assert "report_user" in named and "app_user" not in named, named
+    assert "password_encryption = scram-sha-256" in output and "pgbouncer_auth_type: md5" in output
 
 
 @pytest.fixture

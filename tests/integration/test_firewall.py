@@ -210,6 +210,17 @@ def test_a_port_moved_and_back_leaves_no_rule_on_the_other_port(restore_node):
     assert allowed_sources(IP, 6432) == sorted([APP, *HAPROXY])
 
 
+def test_hosts_still_on_5432_are_the_migration_list(restore_node):
+    """Issue 23, item 9: firewall_postgres_migration_sources is who keeps 5432 besides the
+    cluster (the lab lists the app node there). The outsider instead of the app node: the next
+    run opens 5432 to the outsider and closes it to the app node; restore_node swaps them back.
+    Cost: two site.yml --tags firewall runs on one node, about 30 s."""
+    converge("--tags", "firewall", "-e", json.dumps({"firewall_postgres_migration_sources": [OUTSIDER]}))
+    assert allowed_sources(IP, 5432) == sorted([*NODES.values(), OUTSIDER])
+    assert probe(OUTSIDER, "%s:5432" % IP) == {"%s:5432" % IP: "ok"}
+    assert probe(APP, "%s:5432" % IP, "%s:6432" % IP) == {"%s:5432" % IP: "timeout", "%s:6432" % IP: "ok"}
+
+
 def test_taking_the_app_host_out_closes_6432_to_it(restore_node):
     """pgbouncer_allowed_sources without the app node (and with the outsider instead): the
     next run closes 6432 on pg-srv2 to the app node and opens it to the outsider; the
