@@ -256,6 +256,7 @@ def assert_refused(cases, tmp_path, *args):
     return messages
 
 
+@pytest.mark.version_dependent
 def test_bad_inputs_are_refused_before_any_node_changes(tmp_path):
     """Cost on the lab: two ansible-playbook runs on one node with every case, the real one
     and the dry run (--check), about a minute together; each case adds a few seconds (the health

@@ -64,30 +64,27 @@ def test_the_packet_leaves_every_pooler_answering_with_the_role_defaults():
 
 
 @pytest.mark.version_dependent
-def test_a_configuration_open_to_the_packet_is_refused_unless_accepted(tmp_path):
-    """Both suites: refused on an affected version, naming the issue and the fix; never on
-    another; accepted by name, never refused. About 40 s: one dry run (--check) on one node with
-    both cases."""
+def test_configurations_with_a_known_issue_are_refused_unless_accepted(tmp_path):
+    """Both suites, in one dry run (--check) on one node, about 30 s:
+    - CVE-2026-107349: refused on an affected version, naming the issue and the fix; never on
+      another; accepted by name, never refused;
+    - pgbouncer-1612 (issue 23, item 11): a [databases] entry with user= and password= cannot log
+      in for SCRAM clients before PgBouncer 1.26.0; refused there, naming the upstream fix,
+      never the password."""
     accepted = dict(OPEN_TO_IT, pgbouncer_known_issues_accepted=[CVE])
-    messages, _stats = refusals([("open", OPEN_TO_IT, ""), ("accepted", accepted, "")], tmp_path, "--check")
+    entry = {"name": "pw_db", "host": NODES[NODE], "port": 5432, "dbname": APP_DB, "user": "pw_user", "password": "a'b\\c=d e"}
+    lab_entries = [{"name": "appdb_ro", "host": "10.129.0.22", "port": 5432, "dbname": APP_DB, "max_db_connections": 5}]
+    cases = [("open", OPEN_TO_IT, ""), ("accepted", accepted, ""), ("forced", {"pgbouncer_databases": [*lab_entries, entry]}, "")]
+    messages, _stats = refusals(cases, tmp_path, "--check")
+    installed = version(NODES[NODE])
     if affected(NODES[NODE]):
-        assert "%s on PgBouncer %s: " % (CVE, ".".join(map(str, version(NODES[NODE])))) in messages["open"], messages
+        assert "%s on PgBouncer %s: " % (CVE, ".".join(map(str, installed))) in messages["open"], messages
         assert "pgbouncer_ignore_startup_parameters" in messages["open"]
         assert "pgbouncer_known_issues_accepted: [%s]" % CVE in messages["open"]
     else:
         assert messages["open"] == "NOT REFUSED", messages
     assert messages["accepted"] == "NOT REFUSED", messages
-
-
-@pytest.mark.version_dependent
-def test_a_forced_user_with_a_password_is_refused_where_scram_clients_break_it(tmp_path):
-    """Issue 23, item 11: a [databases] entry with user= and password= cannot log in for SCRAM
-    clients before PgBouncer 1.26.0 (pgbouncer pull request 1612); the role refuses it there,
-    naming the upstream fix, never the password. About 30 s: one dry run on one node."""
-    entry = {"name": "pw_db", "host": NODES[NODE], "port": 5432, "dbname": APP_DB, "user": "pw_user", "password": "a'b\\c=d e"}
-    lab_entries = [{"name": "appdb_ro", "host": "10.129.0.22", "port": 5432, "dbname": APP_DB, "max_db_connections": 5}]
-    messages, _stats = refusals([("forced", {"pgbouncer_databases": [*lab_entries, entry]}, "")], tmp_path, "--check")
-    if version(NODES[NODE]) < (1, 26, 0):
+    if installed < (1, 26, 0):
         assert "pgbouncer-1612 on PgBouncer" in messages["forced"] and "pull request 1612" in messages["forced"], messages
         assert "a'b" not in messages["forced"]
     else:

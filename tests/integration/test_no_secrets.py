@@ -93,7 +93,6 @@ def restore_cluster():
     assert result.returncode == 0, result.stdout[-4000:]
 
 
-@pytest.mark.version_dependent
 def test_no_lab_password_in_any_runbook_at_vvv(tmp_path, restore_cluster):
     """Issue 24: every runbook at -vvv, with a [databases] entry holding a password on each node's
     own PostgreSQL (so the switchover's and the rolling restart's redirect blocks carry it): no

@@ -156,25 +156,25 @@ def test_the_switchover_playbook_fails_no_transaction_under_write_load():
 
 
 def test_clients_that_outstay_the_handover_never_reach_the_demoted_node():
-    """Sessions that outlive switchover_handover_timeout (15 s) three times over: pgbench keeps its
-    connections for 100 s, about 70 s past the handover's start. The hand-back pauses the old
+    """Sessions that outlive switchover_handover_timeout (10 s) three times over: pgbench keeps its
+    connections for 75 s, about 45 s past the handover's start. The hand-back pauses the old
     pooler, lets HAProxy mark it DOWN and cut what is left, and only then removes the redirect.
     No transaction fails (a read-only error would count as failed); the sessions cut between
-    transactions are counted. About 110 s."""
+    transactions are counted. About 85 s."""
     before = roles_once_all_answer()
     settled(before["primary"])
     table = new_table(NODES[before["primary"]], "switchover_long")
-    seconds = 100
+    seconds = 75
     load = start_pgbench(table, seconds)
     time.sleep(5)
     run = ansible_playbook("playbooks/switchover.yml", "-e", "switchover_databases=%s" % APP_DB,
-                           "-e", "switchover_handover_timeout=15", timeout=600)
+                           "-e", "switchover_handover_timeout=10", timeout=600)
     result, _returncode = finish_pgbench(load, seconds)
     after = cluster_roles()
     written = rows(NODES[after["primary"]], table)
     # The load covered the hand-back: its clients were cut there, or it outlasted the run.
     assert result["aborted"] > 0 or result["summary"], "\n".join(result["errors"][:20])
-    print("switchover.yml with a 15 s handover under %d writers kept %d s: %d transactions, %d failed, %d sessions cut "
+    print("switchover.yml with a 10 s handover under %d writers kept %d s: %d transactions, %d failed, %d sessions cut "
           "between transactions, %d rows on the new primary, longest transaction %.0f ms"
           % (WRITERS, seconds, result["processed"], result["failed"], result["aborted"], written, result["longest_ms"]))
     report = re.search(r'"msg": "([^"]* is the primary;[^"]*)"', run.stdout)
