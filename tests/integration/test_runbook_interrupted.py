@@ -14,22 +14,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from test_switchover import roles_once_all_answer, settled
+from test_switchover import roles_once_all_answer, settled, start_writer, writer_samples
 
 from conftest import (
-    APP,
     APP_DB,
-    APP_USER,
     INVENTORY,
     NODES,
     ROOT,
-    RW_PORT,
-    SSH_CONFIG,
-    VIP,
     ansible_playbook,
     haproxy_stats,
     new_table,
@@ -37,9 +31,6 @@ from conftest import (
     ssh,
     wait_until,
 )
-
-sys.path.insert(0, str(ROOT))
-from bench import writes  # noqa: E402
 
 pytestmark = pytest.mark.version_dependent
 
@@ -87,11 +78,7 @@ def test_a_switchover_killed_inside_the_pause_heals_by_itself():
     old = before["primary"]
     settled(old)
     table = new_table(NODES[old], "interrupted")
-    writer = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, "timeout 120 python3 - %s %d %s %s %s 45 0 0.02"
-                               % (VIP, RW_PORT, APP_USER, APP_DB, table)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    writer.stdin.write(writes.WRITER)
-    writer.stdin.close()
+    writer = start_writer(table, 45)
     time.sleep(3)
     env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
     env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
@@ -107,10 +94,7 @@ def test_a_switchover_killed_inside_the_pause_heals_by_itself():
         os.killpg(run.pid, signal.SIGKILL)
         killed_at = time.time()
         output = run.communicate(timeout=30)[0]
-    written = writer.stdout.read()
-    writer.wait(timeout=150)
-    assert written.strip(), "the writer printed nothing (exit %s): %s" % (writer.returncode, writer.stderr.read()[-2000:])
-    samples = json.loads(written)
+    samples = writer_samples(writer, timeout=150)
     after = roles_once_all_answer()
     new_ip = NODES[after["primary"]]
     after_kill = [finished for _started, finished, ok, _id, server in samples if ok and server == new_ip and finished > killed_at]

@@ -81,6 +81,25 @@ def finish_pgbench(load, seconds):
     return result, process.returncode
 
 
+def start_writer(table, seconds):
+    """bench.writes.WRITER on the app node: one INSERT every 20 ms through VIP:5000 for `seconds`,
+    reconnecting after an error (`timeout` stops it 75 s late at most)."""
+    writer = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, "timeout %d python3 - %s %d %s %s %s %d 0 0.02"
+                               % (seconds + 75, VIP, RW_PORT, APP_USER, APP_DB, table, seconds)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer.stdin.write(writes.WRITER)
+    writer.stdin.close()
+    return writer
+
+
+def writer_samples(writer, timeout):
+    """What start_writer's writer saw, once it has finished: [[started, finished, ok, id or error, server], ...]."""
+    written = writer.stdout.read()
+    writer.wait(timeout=timeout)
+    assert written.strip(), "the writer printed nothing (exit %s): %s" % (writer.returncode, writer.stderr.read()[-2000:])
+    return json.loads(written)
+
+
 def rw_status(haproxy_ip):
     """{server: (status, weight)} of the read-write backend on one HAProxy."""
     return {name: (row["status"], row["weight"]) for (backend, name), row in haproxy_stats(haproxy_ip).items()
@@ -240,21 +259,14 @@ def test_failover_writes_flow_again_within_the_bound_and_nothing_acknowledged_is
     settled(old)
     vip_on(old)  # the hardest case: the VIP's node loses its PostgreSQL, the VIP moves too
     table = new_table(NODES[old], "failover")
-    writer = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), APP, "timeout 100 python3 - %s %d %s %s %s 25 0 0.02"
-                               % (VIP, RW_PORT, APP_USER, APP_DB, table)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    writer.stdin.write(writes.WRITER)
-    writer.stdin.close()
+    writer = start_writer(table, 25)
     unit = ssh(NODES[old], "systemctl list-units --plain --no-legend '%s' | cut -d' ' -f1" % PATRONI).stdout.strip()
     assert unit.startswith("patroni@"), unit
     time.sleep(5)
     stopped_at = time.time()
     ssh(NODES[old], "systemctl stop %s" % unit)
     try:
-        written_out = writer.stdout.read()
-        writer.wait(timeout=30)
-        assert written_out.strip(), "the writer printed nothing (exit %s): %s" % (writer.returncode, writer.stderr.read()[-2000:])
-        samples = json.loads(written_out)
+        samples = writer_samples(writer, timeout=30)
         new = cluster_roles_without(old)
         new_ip = NODES[new]
         seen = writes.write_gap(samples, stopped_at, new_ip)
