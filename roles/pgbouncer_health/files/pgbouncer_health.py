@@ -21,20 +21,22 @@ A port that accepts TCP is not enough: a paused, stuck or misconfigured pooler f
 Bounds, so that nobody on the network can make it log in to PgBouncer in a loop or pile up
 threads: one probe at a time, whose result serves every request of that path for
 PGBOUNCER_HEALTH_CACHE_MS milliseconds; at most PGBOUNCER_HEALTH_MAX_CLIENTS connections at once, and at most
-PGBOUNCER_HEALTH_MAX_CLIENTS_PER_SOURCE from one source address (more get 503 "BUSY" and are closed), so that one
-host cannot take the slots HAProxy's checks need; PGBOUNCER_HEALTH_SOCKET_TIMEOUT seconds in all for a client to
-send its request, however it trickles in.
+PGBOUNCER_HEALTH_MAX_CLIENTS_PER_SOURCE from one source address; over either bound the oldest connection that
+has not sent its whole request yet is closed to make room (of the same source first), and only when every slot
+holds a complete request being answered does a new one get 503 "BUSY". So clients that trickle bytes never keep
+out a check that sends its request at once, as HAProxy's do, even from the same address.
+PGBOUNCER_HEALTH_SOCKET_TIMEOUT seconds in all for a client to send its request, however it trickles in.
 Installed by the pgbouncer.cluster pgbouncer_health role.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
 import io
 import os
+import socket
 import sys
 import threading
 import time
@@ -234,9 +236,12 @@ class Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     def setup(self):
-        # A client holds a slot for socket_timeout at most, however slowly it sends; then
-        # http.server parses what was read, from memory.
+        # A client holds a slot for socket_timeout at most, however slowly it sends, and less
+        # when a newer connection needs the slot (HealthServer.admit); then http.server parses
+        # what was read, from memory.
         head = read_head(self.request, time.monotonic() + self.server.socket_timeout)
+        if not self.server.head_read(self.request):
+            raise ConnectionAbortedError("pushed out by a newer connection before its request was complete")
         self.timeout = self.server.socket_timeout  # for writing the answer
         super().setup()
         self.rfile.close()
@@ -272,8 +277,9 @@ class Handler(BaseHTTPRequestHandler):
 
 class HealthServer(HTTPServer):
     """HTTP server with at most max_clients handler threads, max_clients_per_source of them for
-    one source address, and a check(kind) that probes at most once per `cache` seconds for each
-    kind (one probe at a time) and logs when a result changes."""
+    one source address (a newer connection pushes out the oldest one still sending its
+    request), and a check(kind) that probes at most once per `cache` seconds for each kind (one
+    probe at a time) and logs when a result changes."""
 
     def __init__(self, settings, check_once):
         super().__init__((settings["listen_addr"], settings["listen_port"]), Handler)
@@ -286,27 +292,52 @@ class HealthServer(HTTPServer):
         self._workers = concurrent.futures.ThreadPoolExecutor(settings["max_clients"], thread_name_prefix="request")
         self._max_per_source = settings["max_clients_per_source"]
         self._slots_lock = threading.Lock()
-        self._per_source = collections.Counter()  # source address -> connections served
+        # Connections being served, oldest first: socket -> (source address, still reading its request).
+        self._conns = {}
         self._probe_lock = threading.Lock()
         self._results = {}  # kind -> (when, (ok, why))
         self._last = {}
 
-    def _take_slot(self, source):
-        """Whether a connection from `source` may be served now (then counted until _free_slot)."""
+    def admit(self, request, source):
+        """Whether a new connection from `source` may be served now (then counted until _free_slot).
+
+        Over max_clients_per_source for its source, or max_clients in all, the oldest
+        connection that has not sent its whole request yet (of the same source first) is closed
+        to make room: a check that sends its request at once, as HAProxy's and keepalived's do,
+        is never kept out by clients that trickle bytes, even from its own address. Only when
+        every slot holds a complete request being answered is the new one refused (BUSY)."""
         with self._slots_lock:
-            if sum(self._per_source.values()) >= self._max_clients or self._per_source[source] >= self._max_per_source:
+            same = [conn for conn, (from_source, _reading) in self._conns.items() if from_source == source]
+            if len(same) >= self._max_per_source:
+                victims = [conn for conn in same if self._conns[conn][1]]
+            elif len(self._conns) >= self._max_clients:
+                victims = [conn for conn, (_source, reading) in self._conns.items() if reading]
+            else:
+                victims = None
+            if victims == []:
                 return False
-            self._per_source[source] += 1
+            if victims:
+                victim = victims[0]  # dicts keep insertion order: the oldest
+                del self._conns[victim]
+                with contextlib.suppress(OSError):
+                    victim.shutdown(socket.SHUT_RDWR)  # its worker's recv returns at once
+            self._conns[request] = (source, True)
             return True
 
-    def _free_slot(self, source):
+    def head_read(self, request):
+        """The connection's request is complete; False when it was pushed out meanwhile."""
         with self._slots_lock:
-            self._per_source[source] -= 1
-            if not self._per_source[source]:
-                del self._per_source[source]
+            if request not in self._conns:
+                return False
+            self._conns[request] = (self._conns[request][0], False)
+            return True
+
+    def _free_slot(self, request):
+        with self._slots_lock:
+            self._conns.pop(request, None)
 
     def process_request(self, request, client_address):
-        if not self._take_slot(client_address[0]):
+        if not self.admit(request, client_address[0]):
             try:
                 request.settimeout(0)  # never wait on this client in the accepting thread
                 request.send(BUSY)
@@ -324,7 +355,7 @@ class HealthServer(HTTPServer):
         finally:
             # Free the slot before the client sees the close: a client that reconnects at once
             # (HAProxy's next check) must not find it still taken.
-            self._free_slot(client_address[0])
+            self._free_slot(request)
             self.shutdown_request(request)
 
     def server_close(self):
@@ -337,7 +368,8 @@ class HealthServer(HTTPServer):
         # every check would log a line.
         # A client that sent no complete request in time was silent before too (http.server's
         # own timeout); one line each would let slow senders flood the journal.
-        if isinstance(error, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+        # A connection pushed out for a newer one (HealthServer.admit) is not news either.
+        if isinstance(error, (ConnectionError, TimeoutError)):
             return
         print("request from %s failed: %s" % (client_address[0], error), file=sys.stderr, flush=True)
 

@@ -99,17 +99,31 @@ def idle_client(port):
     return sock
 
 
-def test_connections_over_max_clients_get_503_busy_without_a_thread(serve):
+def test_a_new_connection_pushes_out_the_oldest_one_still_sending(serve):
+    """Over max_clients the oldest connection without a complete request is closed for the new
+    one, which is answered. Milliseconds."""
     port = serve(Probe(), max_clients=2, socket_timeout=30)
     held = [idle_client(port), idle_client(port)]
+    assert get(port) == (200, "OK\n")
+    assert held[0].recv(1024) == b""  # the oldest was closed for it
+    held[1].close()
+
+
+def test_busy_only_when_every_slot_holds_a_complete_request(serve):
+    """Requests being answered are never pushed out: with every slot answering (a slow probe),
+    a further connection gets 503 BUSY at once and is closed. About a second."""
+    port = serve(Probe(delay=1.0), max_clients=2, max_clients_per_source=2, cache=0, socket_timeout=30)
+    answering = [threading.Thread(target=get, args=(port,)) for _client in range(2)]
+    for thread in answering:
+        thread.start()
+    time.sleep(0.3)  # both are in the probe
     extra = socket.create_connection(("127.0.0.1", port), timeout=5)
     answer = extra.recv(1024)
     assert answer.startswith(b"HTTP/1.0 503 ") and answer.endswith(b"BUSY\n")
     assert extra.recv(1024) == b""  # and closed
-    held[0].close()
-    time.sleep(0.2)
+    for thread in answering:
+        thread.join(5)
     assert get(port) == (200, "OK\n")  # a slot is free again
-    held[1].close()
 
 
 def test_an_idle_client_is_dropped_after_the_socket_timeout_and_frees_its_slot(serve):
@@ -201,6 +215,18 @@ def test_slow_senders_from_one_source_leave_the_other_sources_served(serve, slow
     started = time.monotonic()
     assert answered_within(port, 0, source="127.0.0.3") == (200, "OK\n")
     assert time.monotonic() - started < 2  # at once, with a margin for a busy machine
+
+
+def test_slow_senders_from_the_checks_own_address_do_not_keep_it_out(serve, slow_senders):
+    """A local user on a node connects from the node's address, as that node's HAProxy does: its
+    slow senders fill that source's slots, and a check from the same address still gets its answer
+    at once (it pushes out the oldest trickling connection). Milliseconds."""
+    port = serve(Probe(), max_clients=16, max_clients_per_source=4, socket_timeout=30)
+    slow_senders(port, ["127.0.0.2"] * 8)
+    started = time.monotonic()
+    for _check in range(5):
+        assert answered_within(port, 0, source="127.0.0.2") == (200, "OK\n")
+    assert time.monotonic() - started < 2
 
 
 def test_slow_senders_from_many_sources_are_cut_at_one_deadline_per_request(serve, slow_senders):
