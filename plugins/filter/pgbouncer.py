@@ -26,11 +26,11 @@ def ssh_ports(sshd_t, ss="", fallback=22):
     return {"ports": ports, "source": source}
 
 
-def known_issues(settings, version, package_version="", accepted=None, databases=None):
+def known_issues(settings, version, package_version="", accepted=None, databases=None, md5_users=None):
     """{issues, problems, accepted}: the known issues that affect this node (_known_issues.advise),
     a message for each one not accepted (and for an accepted id the table does not have), and a
     message for each one accepted."""
-    found = _known_issues.advise(settings, version, package_version, accepted, databases)
+    found = _known_issues.advise(settings, version, package_version, accepted, databases, md5_users)
     unknown = [
         "pgbouncer_known_issues_accepted: %s is not a known issue of this collection (README, Known issues)" % name
         for name in _known_issues.unknown_ids(accepted)

@@ -21,15 +21,18 @@ def _listed(value):
     return [str(item).strip().lower() for item in items if str(item).strip()]
 
 
-def _options_not_ignored(settings, _databases):
+def _options_not_ignored(settings, _databases, _md5_users):
     ignored = _listed(settings.get("ignore_startup_parameters"))
     return bool(ignored) and "options" not in ignored
 
 
-def _forced_user_with_scram_clients(settings, databases):
-    # auth_type md5 lets a client whose auth_file secret is SCRAM log in with SCRAM too.
+def _forced_user_with_scram_clients(settings, databases, md5_users):
+    # auth_type md5 lets a client whose auth_file secret is SCRAM log in with SCRAM too. PostgreSQL
+    # asks a forced user whose stored secret is md5 for MD5, which PgBouncer answers from the
+    # entry's password: only a SCRAM (or unknown) secret meets the bug.
     scram_clients = str(settings.get("auth_type") or "").lower() in ("scram-sha-256", "md5")
-    return scram_clients and any(entry.get("user") and entry.get("password") for entry in databases or [])
+    return scram_clients and any(entry.get("user") and entry.get("password") and entry["user"] not in (md5_users or [])
+                                 for entry in databases or [])
 
 
 # id -> what it is, the upstream versions it affects [first, fixed), the Debian package
@@ -55,8 +58,9 @@ KNOWN_ISSUES = (
         "affected": ("1.0.0", "1.26.0"),
         "debian_fixed": (),
         "trigger": _forced_user_with_scram_clients,
-        "trigger_text": "a pgbouncer_databases entry has both user and password, and clients log in with SCRAM "
-                        "(auth_type scram-sha-256, or md5 with SCRAM secrets)",
+        "trigger_text": "a pgbouncer_databases entry has both user and password, that user's secret in PostgreSQL is "
+                        "SCRAM (or not known here), and clients log in with SCRAM (auth_type scram-sha-256, or md5 with "
+                        "SCRAM secrets)",
         "fix": "drop password from the entry and let PgBouncer log in as the forced user with that user's secret from the "
                "auth_file (pgbouncer_userlist_users must include it), or install PgBouncer 1.26.0 or later",
         "severity": "bug",
@@ -128,12 +132,12 @@ def in_range(issue, version, package_version=""):
     return first <= parse_version(version) < fixed and not _debian_carries_fix(issue, package_version)
 
 
-def advise(settings, version, package_version="", accepted=None, databases=None):
+def advise(settings, version, package_version="", accepted=None, databases=None, md5_users=None):
     """The known issues that affect this node, each {id, severity, summary, trigger, fix, accepted}.
 
     `settings` is the [pgbouncer] section about to be written, `databases` the [databases]
-    entries (pgbouncer_databases); `accepted` the ids the user lets the role leave in place
-    (pgbouncer_known_issues_accepted)."""
+    entries (pgbouncer_databases), `md5_users` the roles whose PostgreSQL secret is md5;
+    `accepted` the ids the user lets the role leave in place (pgbouncer_known_issues_accepted)."""
     accepted = set(accepted or [])
     return [
         {
@@ -145,7 +149,7 @@ def advise(settings, version, package_version="", accepted=None, databases=None)
             "accepted": issue["id"] in accepted,
         }
         for issue in KNOWN_ISSUES
-        if in_range(issue, version, package_version) and issue["trigger"](settings, databases)
+        if in_range(issue, version, package_version) and issue["trigger"](settings, databases, md5_users)
     ]
 
 

@@ -102,6 +102,12 @@ expired_users:
   type: list
   elements: str
   sample: []
+md5_users:
+  description: Roles of RV(users_with_password) whose stored secret is md5, not SCRAM, sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: [report_user]
 in_recovery:
   description: Whether the server is a standby (C(pg_is_in_recovery())).
   returned: always
@@ -179,8 +185,8 @@ from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection impo
 
 SETTINGS = "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)"
 DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
-USERS = ("SELECT usename, usesuper, COALESCE(valuntil < now(), false) FROM pg_shadow WHERE passwd IS NOT NULL "
-         "ORDER BY usename")
+USERS = ("SELECT usename, usesuper, COALESCE(valuntil < now(), false), passwd LIKE 'md5%' FROM pg_shadow "
+         "WHERE passwd IS NOT NULL ORDER BY usename")
 REPLICATION = ("SELECT application_name, host(client_addr), state, "
                "COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint "
                "FROM pg_stat_replication WHERE NOT pg_is_in_recovery() ORDER BY application_name")
@@ -224,7 +230,8 @@ def main():
     result = {name: settings.get(name, 0) for name in NUMERIC}
     module.exit_json(changed=False, databases=databases, users_with_password=[row[0] for row in user_rows],
                      superusers=[row[0] for row in user_rows if row[1]],
-                     expired_users=[row[0] for row in user_rows if row[2]], in_recovery=in_recovery,
+                     expired_users=[row[0] for row in user_rows if row[2]], md5_users=[row[0] for row in user_rows if row[3]],
+                     in_recovery=in_recovery,
                      replication=replication, hba_local_rules=hba_local_rules, hba_read_error=hba_read_error,
                      **result)
 

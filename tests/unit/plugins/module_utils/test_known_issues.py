@@ -109,11 +109,13 @@ FORCED = [{"name": "pw_db", "host": "10.129.0.22", "user": "pw_user", "password"
         ("1.24.1", "scram-sha-256", [dict(FORCED[0], password="")], False),  # the auth_file's secret is used
         ("1.24.1", "scram-sha-256", [{"name": "appdb", "host": "10.129.0.22"}], False),
         ("1.24.1", "scram-sha-256", None, False),
+        # PostgreSQL asks an md5 forced user for MD5, answered from the entry's password.
+        ("1.24.1", "scram-sha-256", [dict(FORCED[0], user="md5_user")], False),
     ],
 )
 def test_forced_user_with_a_password_under_scram(version, auth_type, databases, affected):
     settings = dict(DEFAULTS, auth_type=auth_type)
-    found = [issue["id"] for issue in _known_issues.advise(settings, version, "", databases=databases)]
+    found = [issue["id"] for issue in _known_issues.advise(settings, version, "", databases=databases, md5_users=["md5_user"])]
     assert ("pgbouncer-1612" in found) is affected
 
 
