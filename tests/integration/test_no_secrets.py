@@ -21,8 +21,11 @@ SECRETS = {"apply": "Leak-Probe-1 'x'", "check": "Leak-Probe-2"}
 def run(password, *extra):
     entry = {"name": "secret_db", "host": IP, "port": 5432, "dbname": APP_DB, "user": "app_user", "password": password,
              "max_db_connections": 2}
+    # A forced user with a password is known issue pgbouncer-1612 (app_user's secret is SCRAM),
+    # which the role refuses unless accepted: accepted here, since no client ever uses the entry.
+    variables = {"pgbouncer_databases": [*LAB_DATABASES, entry], "pgbouncer_known_issues_accepted": ["pgbouncer-1612"]}
     return ansible_playbook("playbooks/site.yml", "-vvv", "--diff", "--limit", NODE, *extra,
-                            "-e", json.dumps({"pgbouncer_databases": [*LAB_DATABASES, entry]}), timeout=1200)
+                            "-e", json.dumps(variables), timeout=1200)
 
 
 @pytest.fixture
