@@ -194,9 +194,10 @@ VERSION_DEPENDENT = {"key-unknown-to-version"}
 
 def refusals(cases, tmp_path, *args):
     """Each case through site.yml's checks, in one ansible-playbook run on NODE: a block per
-    case runs what site.yml runs up to where it refuses (its check play's firewall, health
-    agent, haproxy and keepalived input checks, then the whole pgbouncer role, whose own check
-    is the check play's pgbouncer one) with the case's variables, and its rescue records the message.
+    case runs what site.yml runs up to where it refuses (its check play's firewall input check,
+    the health agent's, haproxy's and keepalived's for a case that sets their variables, then
+    the whole pgbouncer role, whose own check is the check play's pgbouncer one) with the
+    case's variables, and its rescue records the message.
     args go to ansible-playbook (--check). Returns ({case: message}, recap of NODE). A case that is not refused records
     "NOT REFUSED" and goes on to change the node, which the caller's checks then catch."""
     blocks = []
@@ -208,8 +209,10 @@ def refusals(cases, tmp_path, *args):
             "block": [
                 {"name": "Check the firewall input", "ansible.builtin.include_role": {"name": "pgbouncer.cluster.firewall", "tasks_from": "validate.yml"},
                  "when": "firewall_enabled | bool"},
+                # Only the roles the case sets a variable of: each check costs a few remote steps,
+                # and the other cases' input is the lab's, which they pass.
                 *({"name": "Check the %s input" % role, "ansible.builtin.include_role": {"name": "pgbouncer.cluster.%s" % role, "tasks_from": "validate.yml"}}
-                  for role in ("pgbouncer_health", "haproxy", "keepalived")),
+                  for role in ("pgbouncer_health", "haproxy", "keepalived") if any(key.startswith(role + "_") for key in extra)),
                 {"name": "Run the pgbouncer role", "ansible.builtin.include_role": {"name": "pgbouncer.cluster.pgbouncer"}},
                 {"name": "Record that nothing refused it", "ansible.builtin.set_fact": {"bad_input_messages": record % "'NOT REFUSED'"}},
             ],
