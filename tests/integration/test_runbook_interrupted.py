@@ -35,9 +35,9 @@ from conftest import (
 pytestmark = pytest.mark.version_dependent
 
 DEADLINE = 15
-# After the kill: the timers fire at DEADLINE from their arming (before the kill), HAProxy needs
-# its rise (2 checks, 1 s apart) and the writer a reconnect.
-BOUND = DEADLINE + 5
+# After the kill: HAProxy's undo fires at DEADLINE from its arming (before the kill), the PAUSE's
+# 5 s later (switchover.yml: HAProxy marks a demoted pooler DOWN first), then the writer reconnects.
+BOUND = DEADLINE + 5 + 5
 CONSOLE = "runuser -u postgres -- psql -XAt -F '|' -h /var/run/postgresql -p 6432 -U pgbouncer pgbouncer -c 'SHOW DATABASES'"
 
 
