@@ -528,9 +528,13 @@ class AdminCommand:
         self.fail(msg + "; sent %s so nothing stays paused" % resume, "timeout", timed_out=True, resumed=True,
                   executed=True)
 
+    def socket_dir(self):
+        """The socket directory the module logs in through (a login_host that is a path wins, as in conninfo)."""
+        return self.params["login_host"] or self.params["login_unix_socket"]
+
     def resume_unit(self):
         params = self.params
-        return _deadman.unit_name("pause", params["login_unix_socket"], params["login_port"], params["db"] or "all")
+        return _deadman.unit_name("pause", self.socket_dir(), params["login_port"], params["db"] or "all")
 
     def check_resume_deadline(self):
         """resume_deadline needs a login the timer can repeat without a password."""
@@ -552,7 +556,7 @@ class AdminCommand:
         resume = _admin.build_command("RESUME", db=params["db"])
         unit = _deadman.arm(
             self.module, self.resume_unit(), params["resume_deadline"],
-            _deadman.console_undo_argv(params["login_unix_socket"], params["login_port"], params["login_user"], resume),
+            _deadman.console_undo_argv(self.socket_dir(), params["login_port"], params["login_user"], resume),
             "pgbouncer.cluster: %s on port %s at the runbook's deadline" % (resume, params["login_port"]),
             user=params["os_user"])
         self.result["undo_timer"] = unit

@@ -153,3 +153,14 @@ def test_resume_deadline_refuses_what_the_timer_could_not_repeat(monkeypatch, ar
     result, sent = run_admin(monkeypatch, recorder, db="appdb", **args)
     assert result["failed"] and message in result["msg"]
     assert sent == [] and recorder.commands == []
+
+
+def test_a_socket_directory_given_as_login_host_is_the_one_the_timer_uses(monkeypatch):
+    """login_host "/run/pgb-1" logs in there, as conninfo does: the timer must resume there too."""
+    recorder = Recorder()
+    monkeypatch.setattr(FakeConsole, "run", lambda self, text, timeout=0: ("PAUSE", [], [], []))
+    result, _sent = run_admin(monkeypatch, recorder, command="PAUSE", db="appdb", resume_deadline=30, os_user="postgres",
+                              login_host="/run/pgb-1")
+    arm = next(argv for argv in recorder.commands if argv[0] == "systemd-run")
+    assert arm[-4:] == ["/run/pgb-1", "6432", "pgbouncer", 'RESUME "appdb"']
+    assert result["undo_timer"] == "pgbouncer-cluster-undo-pause-_2frun_2fpgb-1-6432-appdb"
