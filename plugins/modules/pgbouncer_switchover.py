@@ -535,10 +535,9 @@ def main():
     switchover = Switchover(module)
     switchover.check()
     if module.check_mode:
-        module.exit_json(changed=True, msg="check mode: would pause %s on %d process(es), switch over from %s and hand "
-                                           "the clients over" % (", ".join(module.params["databases"]),
-                                                                  len(module.params["consoles"]), module.params["leader"]),
-                         undo_timers=[], redirected=[])
+        what = (", ".join(module.params["databases"]), len(module.params["consoles"]), module.params["leader"])
+        module.exit_json(changed=True, msg="check mode: would pause %s on %d process(es), switch over from %s and hand the "
+                                           "clients over" % what, undo_timers=[], redirected=[])
     switchover.run()
 
 
