@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -22,7 +23,6 @@ LEFT_OUT = (
     ".git/",
     ".ci/",
     ".config/",
-    "docs/bench/",
     "build/",
     "bench/",
     "bench-results/",
@@ -40,7 +40,8 @@ LEFT_OUT = (
     "ruff.toml",
 )
 # What users need from an installed collection.
-REQUIRED = ("MANIFEST.json", "FILES.json", "README.md", "LICENSE", "meta/runtime.yml", "playbooks/site.yml", "changelogs/changelog.yaml")
+REQUIRED = ("MANIFEST.json", "FILES.json", "README.md", "LICENSE", "meta/runtime.yml", "playbooks/site.yml", "changelogs/changelog.yaml",
+            "CHANGELOG.md", "docs/bench/README.md", "examples/inventory/hosts.yml", "examples/tls.yml")
 
 
 def build(output):
@@ -94,8 +95,13 @@ def test_manifest_metadata(tarball):
         info = json.load(tar.extractfile("MANIFEST.json"))["collection_info"]
     galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
     assert (info["namespace"], info["name"], info["version"]) == (galaxy["namespace"], galaxy["name"], galaxy["version"])
-    for key in ("description", "license", "authors", "repository", "documentation", "issues", "tags"):
+    for key in ("description", "license", "authors", "tags"):
         assert info[key], "galaxy.yml: %s is empty" % key
+    # No placeholder URL: a key is a real address or left out (None in MANIFEST.json).
+    for key in ("repository", "documentation", "homepage", "issues"):
+        assert info[key] is None or (info[key].startswith("https://") and ".invalid" not in info[key]), (key, info[key])
+    # Authors as Ansible writes them: a name and a GitHub handle.
+    assert all(re.search(r"\(@[\w-]+\)$", author) for author in info["authors"]), info["authors"]
     assert info["dependencies"] == {}
 
 
