@@ -39,6 +39,8 @@ NAME = re.compile(r"(?<![\w./-])((?:%s)[a-z0-9_]*\*?)(?![\w-])" % "|".join(PREFI
 BACKTICKED = re.compile(r"`([^`\n]+)`")
 CONDITION = re.compile(r"\b(when|if|with|while|once|unless|for (?:group|hosts?|the))\b", re.IGNORECASE)
 UNSET = object()
+# A name the collection no longer reads may be named where the text says so.
+RETIRED = re.compile(r"older name|no longer read", re.IGNORECASE)
 
 
 def documents(root=ROOT):
@@ -70,7 +72,7 @@ def knowledge(root=ROOT):
     for defaults_file in sorted(root.glob("roles/*/defaults/main.yml")):
         defaults.update(yaml.safe_load(defaults_file.read_text()) or {})
     for check in [*root.glob("roles/*/tasks/*.yml"), *root.glob("playbooks/**/*.yml"), *root.glob("plugins/module_utils/*.py")]:
-        refused.update(re.findall(r"\b(\w+) is required\b", check.read_text()))
+        refused.update(re.findall(r"\b(\w+) is (?:required|needed)\b", check.read_text()))
     playbook_vars = {}
     for playbook in sorted((root / "playbooks").glob("*.yml")) + sorted((root / "playbooks" / "tasks").glob("*.yml")):
         text = playbook.read_text()
@@ -153,6 +155,8 @@ def parse_value(text):
     """A README's literal value: (True, value) or (False, None) when it is words, not a literal."""
     text = text.strip().rstrip(".,;:")
     if text.startswith("`") and text.endswith("`") and text.count("`") == 2:
+        if NAME.fullmatch(text.strip("`")):
+            return False, None  # another variable's name: "`x` (`y`)" names y, it is no value
         raw = Raw(text.strip("`"))
         raw.value = _literal(raw) if raw not in ("", "''") else ""
         return True, raw
@@ -214,7 +218,7 @@ def problems_in(text, where, facts, list_tasks=None):
         if name.endswith("*"):
             if not any(known.startswith(name[:-1]) for known in names):
                 found.append("%s:%d: no variable starts with %s" % (where, line_of(match.start()), name[:-1]))
-        elif name not in names and not name.endswith("_"):
+        elif name not in names and not name.endswith("_") and not RETIRED.search(text[max(0, match.start() - 80):match.end() + 80]):
             found.append("%s:%d: %s is no variable, tag, module, filter or role of the collection" % (where, line_of(match.start()), name))
     # Defaults in prose.
     for pattern in DEFAULT_CLAIMS:
@@ -340,3 +344,24 @@ def test_readmes_agree_with_the_code():
     for path in documents():
         found += problems_in(path.read_text(), str(path.relative_to(ROOT)), facts, list_tasks)
     assert found == [], "\n".join(found)
+
+
+def heading_jumps(text):
+    """Headings that go down more than one level from the one before (## then ####)."""
+    jumps, level, fence = [], 0, False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("```"):
+            fence = not fence
+        heading = re.match(r"(#{1,6}) ", line)
+        if heading and not fence:
+            if len(heading.group(1)) > level + 1:
+                jumps.append("%d: %s" % (number, line))
+            level = len(heading.group(1))
+    return jumps
+
+
+def test_headings_do_not_jump_levels():
+    """Issue 29: README.md went from ## to ####. Cost: milliseconds."""
+    assert heading_jumps("# a\n## b\n#### c\n```\n# not a heading\n```\n") == ["3: #### c"]
+    found = {str(path.relative_to(ROOT)): heading_jumps(path.read_text()) for path in [*documents(), ROOT / "CHANGELOG.md"]}
+    assert {path: jumps for path, jumps in found.items() if jumps} == {}
