@@ -99,7 +99,7 @@ def test_manifest_metadata(tarball):
         assert info[key], "galaxy.yml: %s is empty" % key
     # No placeholder URL: a key is a real address or left out (None in MANIFEST.json).
     for key in ("repository", "documentation", "homepage", "issues"):
-        assert info[key] is None or (info[key].startswith("https://") and ".invalid" not in info[key]), (key, info[key])
+        assert not info[key] or (info[key].startswith("https://") and ".invalid" not in info[key]), (key, info[key])
     # Authors as Ansible writes them: a name and a GitHub handle.
     assert all(re.search(r"\(@[\w-]+\)$", author) for author in info["authors"]), info["authors"]
     assert info["dependencies"] == {}

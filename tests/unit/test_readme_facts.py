@@ -304,7 +304,7 @@ def roles_run_by_tag(tag):
                              "--tags", tag], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     roles = set(re.findall(r"pgbouncer\.cluster\.(\w+) : ", result.stdout))
-    roles |= {role for role in re.findall(r"Validate the (\w+) settings", result.stdout)}
+    roles |= set(re.findall(r"Validate the (\w+) settings", result.stdout))
     return roles
 
 

@@ -64,7 +64,7 @@ def test_patroni_configuration_is_found_or_refused_by_name(tmp_path):
                              str(tmp_path / "play.json")], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
     output = result.stdout + result.stderr
     fatal = {line.split("]", 1)[0].removeprefix("fatal: ["): line for line in output.splitlines() if line.startswith("fatal: [")}
-    shown = {}
+    shown, current = {}, None
     for line in output.splitlines():
         if '"msg": "RESULT ' in line:
             host = current
