@@ -16,7 +16,10 @@ is scanned for:
   condition ("when", "if", "with", ...);
 - tags: `--tags`/`--skip-tags` arguments, "tag `X`", and the first column of a table with a Tag
   column must be tags the roles or playbooks use; a sentence that says a tag runs nothing of the
-  other roles is held against `ansible-playbook --list-tasks --tags` on site.yml.
+  other roles, or that every role's argument validation runs with any tag, is held against
+  `ansible-playbook --list-tasks --tags pgbouncer_userlist` on site.yml;
+- paths of the repository the text names must exist, and `ansible-playbook` command lines
+  name the playbooks by their FQCN (pgbouncer.cluster.site), as the installed collection has them.
 
 Cost: about 3 s (the file reads, and one `--list-tasks` run of site.yml, about 2 s, only while a
 README makes the claim it checks).
@@ -29,6 +32,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -280,6 +284,13 @@ def problems_in(text, where, facts, list_tasks=None):
         for tag in claim.split(","):
             if tag and tag not in facts["tags"]:
                 found.append("%s:%d: tag %s is not used by any role or playbook" % (where, number, tag))
+    for match in re.finditer(r"every role's argument\s+validation", text):
+        if list_tasks is not None:
+            every = {path.name for path in root_of(facts).glob("roles/*") if (path / "meta" / "argument_specs.yml").exists()}
+            missing = every - list_tasks("pgbouncer_userlist")
+            if missing:
+                found.append("%s:%d: every role's argument validation runs with a tag: --tags pgbouncer_userlist runs nothing of %s" % (
+                    where, line_of(match.start()), ", ".join(sorted(missing))))
     for match in re.finditer(r"nothing of the other(?:s| roles)", text):
         if list_tasks is not None:
             others = list_tasks("pgbouncer_userlist") - {"pgbouncer"}
@@ -297,11 +308,11 @@ def roles_run_by_tag(tag):
         "haproxy": {"children": {"pgbouncer": {}}}, "keepalived": {"children": {"haproxy": {}}},
     }
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", PYTHONWARNINGS="ignore")
-    hosts = ROOT / ".pytest_cache" / "readme-facts-hosts.json"
-    hosts.parent.mkdir(exist_ok=True)
-    hosts.write_text(json.dumps(inventory))
-    result = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(hosts), "playbooks/site.yml", "--list-tasks",
-                             "--tags", tag], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        hosts = Path(tmp) / "hosts.json"
+        hosts.write_text(json.dumps(inventory))
+        result = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(hosts), "playbooks/site.yml",
+                                 "--list-tasks", "--tags", tag], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     roles = set(re.findall(r"pgbouncer\.cluster\.(\w+) : ", result.stdout))
     roles |= set(re.findall(r"Validate the (\w+) settings", result.stdout))
