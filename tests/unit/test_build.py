@@ -137,7 +137,7 @@ def broken_links(root):
             target = match.group(1) or match.group(2)
             if re.match(r"[a-z][a-z0-9+.-]*:", target):
                 continue  # https:, mailto: ...
-            path, _, fragment = target.partition("#")
+            path, _hash, fragment = target.partition("#")
             resolved = (page.parent / path).resolve() if path else page
             where = "%s: %s" % (page.relative_to(root), target)
             if not resolved.is_relative_to(root.resolve()) or not resolved.exists():
