@@ -71,6 +71,13 @@ def pgbench_result(output, log_text, parse_summary):
     return dict(result, longest_ms=longest_ms)
 
 
+def longest_stall(samples):
+    """Seconds of the longest stretch without a commit among a WRITER's samples (one INSERT
+    every few ms on a kept connection): what an application's user waits at worst."""
+    done = sorted(finished for _started, finished, ok, _id, _server in samples if ok)
+    return round(max((later - earlier for earlier, later in zip(done, done[1:])), default=0.0), 3)
+
+
 def write_gap(samples, stopped_at, new_ip):
     """What a reconnecting WRITER saw across a failover: seconds from stopped_at to the first
     write answered by new_ip (None if none was), the ids acknowledged, the distinct errors."""

@@ -111,13 +111,13 @@ def os_identity(user):
         os.setegid(0)
 
 
-def connect(module, dbname, autocommit=True):
-    """Open a psycopg connection or fail_json with a classified message."""
+def connect(module, dbname, autocommit=True, params=None):
+    """Open a psycopg connection or fail_json with a classified message (params: the module's by default)."""
     if psycopg is None:
         from ansible.module_utils.basic import missing_required_lib
 
         module.fail_json(msg=missing_required_lib("psycopg (python3-psycopg)"), exception=str(PSYCOPG_IMPORT_ERROR))
-    params = module.params
+    params = params or module.params
     use_identity = params.get("os_user") if not params["login_host"] else None
     try:
         with os_identity(use_identity):

@@ -273,94 +273,20 @@ error_kind:
   sample: admin_access_needed
 """
 
-import select
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pgbouncer.cluster.plugins.module_utils import _admin, _deadman
 from ansible_collections.pgbouncer.cluster.plugins.module_utils._connection import (
     classify_error,
-    connect,
     connection_argument_spec,
-    psycopg,
 )
-
-CONSOLE_DB = "pgbouncer"
-
-
-class ConsoleError(Exception):
-    """PgBouncer answered with an error."""
-
-
-class ConsoleTimeout(Exception):
-    """The command did not finish in time."""
-
-
-class ConnectionLost(Exception):
-    """PgBouncer closed the connection (expected after SHUTDOWN)."""
-
-
-class Console:
-    """One admin console connection. Commands go through libpq's non-blocking calls so that a
-    PAUSE that waits for busy server connections can be given up after `timeout` seconds."""
-
-    def __init__(self, module):
-        self.module = module
-        self.conn = connect(module, CONSOLE_DB)
-
-    def close(self):
-        self.conn.close()
-
-    def run(self, text, timeout=0):
-        """(command tag, column names, column type oids, raw rows) of one command.
-
-        Raises ConsoleError, ConsoleTimeout or ConnectionLost.
-        """
-        results = self._exchange(text, timeout)
-        if not results:
-            return "", [], [], []
-        for res in results:
-            if res.status == psycopg.pq.ExecStatus.FATAL_ERROR:
-                raise ConsoleError(_error_text(res))
-        last = results[-1]
-        columns = [last.fname(i).decode() for i in range(last.nfields)]
-        types = [last.ftype(i) for i in range(last.nfields)]
-        raw_rows = [[last.get_value(r, c) for c in range(last.nfields)] for r in range(last.ntuples)]
-        status = (last.command_status or b"").decode()
-        return status, columns, types, raw_rows
-
-    def show(self, name):
-        _status, columns, types, raw_rows = self.run("SHOW " + name, self.module.params["connect_timeout"])
-        return _admin.rows_to_dicts(columns, raw_rows, types, name)
-
-    def _exchange(self, text, timeout):
-        pgconn = self.conn.pgconn
-        deadline = time.monotonic() + timeout if timeout else None
-        try:
-            pgconn.send_query(text.encode("utf-8"))
-            results = []
-            while True:
-                pgconn.consume_input()
-                while not pgconn.is_busy():
-                    res = pgconn.get_result()
-                    if res is None:
-                        return results
-                    results.append(res)
-                self._wait_readable(pgconn.socket, deadline)
-        except psycopg.OperationalError as exc:
-            raise ConnectionLost(str(exc)) from exc
-
-    @staticmethod
-    def _wait_readable(sock, deadline):
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise ConsoleTimeout()
-        select.select([sock], [], [], remaining)
-
-
-def _error_text(res):
-    primary = res.error_field(psycopg.pq.DiagnosticField.MESSAGE_PRIMARY)
-    return (primary or res.error_message or b"unknown error").decode("utf-8", "replace")
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._console import (
+    ConnectionLost,
+    Console,
+    ConsoleError,
+    ConsoleTimeout,
+)
 
 
 class AdminCommand:

@@ -146,7 +146,7 @@ def test_a_stopped_pooler_is_marked_down_within_seconds_and_clients_still_get_in
 
 
 def test_health_agent_says_why_when_pgbouncer_is_down_in_the_journal_only(pooler_stopped):
-    # The agent serves a probe result for up to pgbouncer_health_cache_ms (300 ms): poll briefly.
+    # The agent serves a probe result for up to pgbouncer_health_cache_ms (100 ms): poll briefly.
     deadline = time.monotonic() + 5
     while True:
         status, body = app_python(HTTP_GET, "http://%s:%d/health" % (NODES[pooler_stopped], HEALTH_PORT), ip=NODES["pg-srv1"], timeout=30)

@@ -60,7 +60,9 @@ def check_plays():
     """site.yml's plays before its first play with roles: what runs before any node changes."""
     plays = yaml.safe_load(SITE.read_text())
     first_change = next(index for index, play in enumerate(plays) if "roles" in play)
-    return plays[:first_change]
+    # leftovers.yml (imported) reads what an interrupted runbook left on the nodes' PgBouncer and
+    # HAProxy, which only the lab has: tests/integration/test_runbook_interrupted.py runs it.
+    return [play for play in plays[:first_change] if "ansible.builtin.import_playbook" not in play]
 
 
 def run_checks(tmp_path, inventory_data, extra=None):
