@@ -18,7 +18,7 @@ description:
   - Changes made here live in the running HAProxy only; a reload or restart goes back to haproxy.cfg. For a drain
     that lasts, use the haproxy role's C(haproxy_drained_hosts).
 version_added: 0.1.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 options:
   socket:
     description: Path of the runtime API socket.

@@ -22,7 +22,7 @@ description:
   - Reports per path what changed (RV(files), RV(directories), RV(removed)), so that a task can notify a
     handler and a handler can act only on the file that concerns it.
 version_added: 0.1.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 options:
   files:
     description:

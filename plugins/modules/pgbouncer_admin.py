@@ -22,7 +22,7 @@ description:
   - C(SHOW) results are returned as a list of dicts keyed by column name, since the columns differ between
     PgBouncer versions (for example 1.18 and 1.24).
 version_added: 0.1.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 extends_documentation_fragment:
   - pgbouncer.cluster.connection
 options:

@@ -24,7 +24,7 @@ description:
     has not. Run it on every node of a cluster at once (as the pgbouncer role does): the primary creates the
     function while the standbys wait for it."
 version_added: 0.1.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 extends_documentation_fragment:
   - pgbouncer.cluster.connection
 options:

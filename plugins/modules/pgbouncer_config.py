@@ -26,7 +26,7 @@ description:
     for the installed version), a change of C(auth_user), C(auth_query) or C(auth_dbname), or, when the
     running PgBouncer's admin console answers, a changed key its C(SHOW CONFIG) marks C(changeable=no).
 version_added: 0.1.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 extends_documentation_fragment:
   - ansible.builtin.files
 options:

@@ -24,7 +24,7 @@ description:
     hosts first (O(parts)).
   - Check mode reports what a repair would do and changes nothing.
 version_added: 0.2.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 options:
   parts:
     description:

@@ -14,7 +14,7 @@ description:
   - For the admin console database C(pgbouncer) it runs C(SHOW VERSION).
   - Fails with a message that says what to fix when the login or the query fails.
 version_added: 0.1.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 extends_documentation_fragment:
   - pgbouncer.cluster.connection
 options:

@@ -20,7 +20,7 @@ description:
   - With the C(local) lines the role also checks, when a [databases] host it writes is a socket directory, that
     PostgreSQL accepts PgBouncer's logins there with a password (the pgbouncer_socket_hba_check filter).
 version_added: 0.1.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 extends_documentation_fragment:
   - pgbouncer.cluster.connection
 options:

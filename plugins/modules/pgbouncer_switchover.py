@@ -25,7 +25,7 @@ description:
     even if the module itself dies.
   - Check mode reads the files and Patroni's cluster and reports what would happen; it changes nothing.
 version_added: 0.2.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 options:
   consoles:
     description:

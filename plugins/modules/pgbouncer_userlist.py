@@ -18,7 +18,7 @@ description:
     O(include_superusers=true), as the C(auth_query) lookup does. A role named in O(users) that is left out
     for either reason makes the module fail.
 version_added: 0.1.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 extends_documentation_fragment:
   - pgbouncer.cluster.connection
   - ansible.builtin.files

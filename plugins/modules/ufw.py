@@ -22,7 +22,7 @@ description:
   - Changes are made with the C(ufw) command line only, without a shell. New rules are added
     before stale ones are removed, so that replacing a rule never leaves a gap.
 version_added: 0.1.0
-author: pgbouncer.cluster contributors (!UNKNOWN)
+author: pgbouncer.cluster contributors (@pgbouncer-cluster)
 options:
   rules:
     description: Rules to add or remove.

@@ -140,7 +140,7 @@ BAD_INPUTS = [
     # A good address, but not one of the node's: pgbouncer_config refuses it before it writes.
     ("address-not-on-node", {"pgbouncer_listen_addr": "10.129.0.99"}, "10.129.0.99 is not an address of this node"),
     ("bad-wildcard-host", {"pgbouncer_database_wildcard_host": "db host!"}, "pgbouncer_database_wildcard_host must be"),
-    ("bad-cidr", {"pgbouncer_allowed_sources": ["10.129.0.0/33"]}, "pgbouncer_allowed_sources"),
+    ("bad-cidr", {"firewall_pgbouncer_allowed_sources": ["10.129.0.0/33"]}, "firewall_pgbouncer_allowed_sources"),
     ("duplicate-database", {"pgbouncer_databases": [{"name": "a", "host": "10.129.0.21"}, {"name": "a", "host": "10.129.0.22"}]},
      "duplicate database name a"),
     ("database-without-host", {"pgbouncer_databases": [{"name": "a", "dbname": "appdb"}]}, "pgbouncer_databases"),

@@ -188,7 +188,7 @@ def test_cluster_nodes_reach_each_others_postgres():
 
 def test_check_mode_reports_and_changes_nothing():
     before = ssh(IP, "cat /etc/ufw/user.rules /etc/ufw/user6.rules").stdout
-    out = converge("--check", "--diff", "-e", json.dumps({"pgbouncer_allowed_sources": [OUTSIDER]}))
+    out = converge("--check", "--diff", "-e", json.dumps({"firewall_pgbouncer_allowed_sources": [OUTSIDER]}))
     assert "-ufw allow in proto tcp from %s to any port 6432 comment 'pgbouncer.cluster: pgbouncer'" % APP in out
     assert "+ufw allow in proto tcp from %s to any port 6432 comment 'pgbouncer.cluster: pgbouncer'" % OUTSIDER in out
     assert ssh(IP, "cat /etc/ufw/user.rules /etc/ufw/user6.rules").stdout == before
@@ -222,11 +222,11 @@ def test_hosts_still_on_5432_are_the_migration_list(restore_node):
 
 
 def test_taking_the_app_host_out_closes_6432_to_it(restore_node):
-    """pgbouncer_allowed_sources without the app node (and with the outsider instead): the
+    """firewall_pgbouncer_allowed_sources without the app node (and with the outsider instead): the
     next run closes 6432 on pg-srv2 to the app node and opens it to the outsider; the
     defaults (restore_node) swap them back. Only the firewall role reads the sources:
     `--tags firewall` runs it alone, as a user who moved an app host would."""
-    converge("--tags", "firewall", "-e", json.dumps({"pgbouncer_allowed_sources": [OUTSIDER]}))
+    converge("--tags", "firewall", "-e", json.dumps({"firewall_pgbouncer_allowed_sources": [OUTSIDER]}))
     assert allowed_sources(IP, 6432) == sorted([OUTSIDER, *HAPROXY])
     assert probe(APP, "%s:6432" % IP, "%s:5432" % IP) == {"%s:6432" % IP: "timeout", "%s:5432" % IP: "ok"}
     assert probe(OUTSIDER, "%s:6432" % IP) == {"%s:6432" % IP: "ok"}

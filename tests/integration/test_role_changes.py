@@ -65,7 +65,7 @@ def test_reload_for_reloadable_keys_restart_for_restart_only_keys(restore_defaul
     before = main_pid()
     on_primary("SET password_encryption = 'scram-sha-256'; CREATE ROLE %s LOGIN PASSWORD 'first-1'" % USER)
     changed = dry_run_then_converge("-e", json.dumps({
-        "pgbouncer_stats_period": 61, "pgbouncer_databases": DATABASE_ADDED, "pgbouncer_allowed_sources": APP_HOST_ADDED}))
+        "pgbouncer_stats_period": 61, "pgbouncer_databases": DATABASE_ADDED, "firewall_pgbouncer_allowed_sources": APP_HOST_ADDED}))
     assert {"pgbouncer.cluster.pgbouncer : Reload pgbouncer", "pgbouncer.cluster.pgbouncer : Write the auth_file from pg_shadow",
             "pgbouncer.cluster.firewall : Allow SSH, open PgBouncer and PostgreSQL to their sources only, enable ufw"} <= changed, changed
     assert "pgbouncer.cluster.pgbouncer : Restart pgbouncer" not in changed

@@ -135,6 +135,9 @@ BAD_INPUTS = [
     # Types and choices, from the roles' argument_specs, which only the roles' own plays checked.
     ("haproxy-weight-type", {"haproxy_server_weight": "heavy"}, "argument 'haproxy_server_weight' is of type str"),
     ("haproxy-check-source-choice", {"haproxy_check_source": "consul"}, "haproxy_check_source must be one of"),
+    # The firewall's older name for its PgBouncer sources (issue 29): refused, naming the new one.
+    ("old-allowed-sources-name", {"pgbouncer_allowed_sources": ["127.0.0.31"]},
+     "pgbouncer_allowed_sources is no longer read: rename it firewall_pgbouncer_allowed_sources"),
     # Not set at all (the other hosts have it as a host variable).
     ("vip-missing", {"keepalived_vip": "__unset__"}, "keepalived_vip is required"),
 ]
