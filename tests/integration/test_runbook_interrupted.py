@@ -143,8 +143,8 @@ def test_a_switchover_interrupted_heals_by_itself_and_repair_yml_ends_it(point, 
     assert after_kill, "no write reached the primary after the kill:\n" + output[-3000:]
     assert max(stalls, default=0) < BOUND and min(after_kill) - killed_at < BOUND
     # Healed without a step of ours: nothing paused, no timer left, HAProxy back to its configured state.
-    assert {name: paused(ip) for name, ip in NODES.items()} == {name: set() for name in NODES}
     wait_until("every PAUSE undo timer has run", lambda: all(not armed_pause_timers(ip) for ip in NODES.values()), within=BOUND)
+    assert {name: paused(ip) for name, ip in NODES.items()} == {name: set() for name in NODES}
     # The old pooler's check is on again: at DEADLINE, or during the handover at its own end
     # (the weight 0 step re-arms the undo for HANDOVER + DEADLINE; its clients are served by the new primary till then).
     wait_until("every HAProxy checks %s again" % old, lambda: all(
