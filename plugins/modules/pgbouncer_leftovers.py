@@ -175,6 +175,8 @@ class Leftovers:
 
     def haproxy(self):
         path = self.params["haproxy_socket"]
+        if not os.path.exists(path):
+            return  # no HAProxy running here (not installed yet, or stopped): no runtime state to leave
         try:
             servers = self.servers()
         except _haproxy.RuntimeApiError as exc:
@@ -220,10 +222,17 @@ class Leftovers:
                     login_user=self.params["login_user"], login_password="",
                     connect_timeout=self.params["connect_timeout"], os_user=self.params["os_user"])
 
-    def console(self, console, command):
+    def console(self, console, command, reading=False):
+        """Run a console command; with reading, a pooler that cannot be reached (not installed yet,
+        stopped) reads as nothing: a stopped pooler holds no PAUSE."""
         conn = None
         try:
-            conn = Console(self.module, self.console_params(console), raise_errors=True)
+            try:
+                conn = Console(self.module, self.console_params(console), raise_errors=True)
+            except ConnectionLost:
+                if reading:
+                    return []
+                raise
             if command.startswith("SHOW "):
                 return conn.show(command[5:])
             conn.run(command, self.params["connect_timeout"])
@@ -251,6 +260,8 @@ class Leftovers:
                               % ", ".join(_leftovers.describe_timer(unit) for unit in self.timers))
         for console in params["consoles"]:
             path = console["config_file"]
+            if not os.path.exists(path):
+                continue  # PgBouncer not configured here yet
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
             blocks = _leftovers.block_markers(text, params["markers"])
@@ -259,7 +270,7 @@ class Leftovers:
                 if params["repair"]:
                     self.act("removed the redirect block from %s and RELOADed" % path,
                              lambda path=path, text=text, console=console: self.unblock(path, text, console))
-            paused = _leftovers.paused_databases(self.console(console, "SHOW DATABASES"))
+            paused = _leftovers.paused_databases(self.console(console, "SHOW DATABASES", reading=True))
             for db in paused:
                 self.found.append("%s paused on port %s" % (db, console["port"]))
                 if params["repair"]:
