@@ -183,11 +183,15 @@ def test_a_switchover_pauses_and_hands_over_every_process(two_processes, tmp_pat
              result["longest_ms"]))
     assert run.returncode == 0, run.stdout[-4000:]
     assert after["primary"] != NODE
-    # Both processes were paused (all or nothing) and resumed, and reloaded with the handover
-    # block and again without it.
-    assert {"pgbouncer@1.service %s" % APP_DB, "pgbouncer@2.service %s" % APP_DB} <= set(task_items(run.stdout, NODE, "PAUSE the databases on every node"))
-    reloads = sorted(task_items(run.stdout, NODE, "RELOAD the node's pooler"))
-    assert reloads == ["pgbouncer@1.service", "pgbouncer@1.service", "pgbouncer@2.service", "pgbouncer@2.service"]
+    # The node-side step (pgbouncer_switchover) paused both processes and wrote the handover
+    # block into each file (the playbook's report names them); the hand-back paused, reloaded
+    # without the block and resumed each of them.
+    report = re.search(r"in (\d+) PgBouncer process\(es\), paused and handed over: (.+?\.ini)\.", run.stdout)
+    assert report and report.group(1) == "2", run.stdout[-3000:]
+    assert sorted(report.group(2).split(", ")) == ["/etc/pgbouncer/pgbouncer-1.ini", "/etc/pgbouncer/pgbouncer-2.ini"]
+    assert sorted(task_items(run.stdout, NODE, "Hold the old primary's remaining clients between transactions")) == [
+        "pgbouncer@1.service %s" % APP_DB, "pgbouncer@2.service %s" % APP_DB]
+    assert sorted(task_items(run.stdout, NODE, "RELOAD the node's pooler")) == ["pgbouncer@1.service", "pgbouncer@2.service"]
     assert returncode == 0 and result["failed"] == 0 and result["aborted"] == 0, "\n".join(result["errors"][:20])
     assert result["processed"] > 0 and written == result["processed"]
     for socket in SOCKETS:
