@@ -58,6 +58,12 @@ class Console:
     def close(self):
         self.conn.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
     def run(self, text, timeout=0):
         """(command tag, column names, column type oids, raw rows) of one command.
 
@@ -108,3 +114,10 @@ class Console:
 def _error_text(res):
     primary = res.error_field(psycopg.pq.DiagnosticField.MESSAGE_PRIMARY)
     return (primary or res.error_message or b"unknown error").decode("utf-8", "replace")
+
+
+def process_login(process, login_user, connect_timeout, os_user):
+    """Console login parameters (as connection_argument_spec names them) for one process of the
+    pgbouncer_processes filter's list: its unix socket, as os_user, without a password."""
+    return dict(login_host="", login_unix_socket=process["unix_socket_dir"], login_port=int(process["port"]),
+                login_user=login_user, login_password="", connect_timeout=connect_timeout, os_user=os_user)

@@ -10,31 +10,21 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.pgbouncer.cluster.plugins.module_utils import _haproxy
+from ansible_collections.pgbouncer.cluster.plugins.module_utils import _haproxy, _switchover
 from ansible_collections.pgbouncer.cluster.plugins.module_utils._deadman import PREFIX
 
 
 def block_markers(text, markers):
     """The BEGIN lines of the runbooks' marked blocks (markers: templates with {mark}) found in text."""
-    begins = {marker.replace("{mark}", "BEGIN") for marker in markers}
+    begins = {_switchover.markers(marker)[0] for marker in markers}
     return [line.rstrip("\r\n") for line in text.splitlines() if line.rstrip("\r\n") in begins]
 
 
 def without_blocks(text, markers):
     """text without any of the marked blocks (both marker lines included)."""
-    pairs = {marker.replace("{mark}", "BEGIN"): marker.replace("{mark}", "END") for marker in markers}
-    out, end = [], None
-    for line in text.splitlines(True):
-        bare = line.rstrip("\r\n")
-        if end is None and bare in pairs:
-            end = pairs[bare]
-            continue
-        if end is not None:
-            if bare == end:
-                end = None
-            continue
-        out.append(line)
-    return "".join(out)
+    for marker in markers:
+        text = _switchover.without_block(text, marker)
+    return text
 
 
 def armed_timers(list_units_output):

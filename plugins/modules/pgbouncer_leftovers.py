@@ -145,8 +145,9 @@ from ansible_collections.pgbouncer.cluster.plugins.module_utils._console import 
     Console,
     ConsoleError,
     ConsoleTimeout,
+    process_login,
 )
-from ansible_collections.pgbouncer.cluster.plugins.module_utils._switchover import without_block, write_like
+from ansible_collections.pgbouncer.cluster.plugins.module_utils._switchover import write_like
 
 
 class Leftovers:
@@ -218,14 +219,11 @@ class Leftovers:
 
     # --- the node -----------------------------------------------------------------------------
     def console_params(self, console):
-        return dict(login_host="", login_unix_socket=console["unix_socket_dir"], login_port=int(console["port"]),
-                    login_user=self.params["login_user"], login_password="",
-                    connect_timeout=self.params["connect_timeout"], os_user=self.params["os_user"])
+        return process_login(console, self.params["login_user"], self.params["connect_timeout"], self.params["os_user"])
 
     def console(self, console, command, reading=False):
         """Run a console command; with reading, a pooler that cannot be reached (not installed yet,
         stopped) reads as nothing: a stopped pooler holds no PAUSE."""
-        conn = None
         try:
             try:
                 conn = Console(self.module, self.console_params(console), raise_errors=True)
@@ -233,9 +231,10 @@ class Leftovers:
                 if reading:
                     return []
                 raise
-            if command.startswith("SHOW "):
-                return conn.show(command[5:])
-            conn.run(command, self.params["connect_timeout"])
+            with conn:
+                if command.startswith("SHOW "):
+                    return conn.show(command[5:])
+                conn.run(command, self.params["connect_timeout"])
             return []
         except ConsoleError as exc:
             if _admin.means_already_done(command.split()[0], str(exc)):
@@ -243,9 +242,6 @@ class Leftovers:
             self.module.fail_json(msg="%s on port %s: %s" % (command, console["port"], exc), found=self.found, repaired=self.repaired)
         except (ConsoleTimeout, ConnectionLost) as exc:
             self.module.fail_json(msg="%s on port %s: %s" % (command, console["port"], exc), found=self.found, repaired=self.repaired)
-        finally:
-            if conn is not None:
-                conn.close()
         return []
 
     def node(self):
@@ -286,9 +282,7 @@ class Leftovers:
                 self.act("disarmed %s" % unit, lambda unit=unit: _deadman.disarm(self.module, unit))
 
     def unblock(self, path, text, console):
-        for marker in self.params["markers"]:
-            text = without_block(text, marker)
-        write_like(path, text)
+        write_like(path, _leftovers.without_blocks(text, self.params["markers"]))
         self.console(console, "RELOAD")
 
 

@@ -230,6 +230,7 @@ from ansible_collections.pgbouncer.cluster.plugins.module_utils._console import 
     Console,
     ConsoleError,
     ConsoleTimeout,
+    process_login,
 )
 
 POLL = 0.05  # seconds between two looks at Patroni while clients wait
@@ -310,9 +311,7 @@ class Switchover:
                                       % (current.get("name") if current else "nobody", params["leader"]))
 
     def console_params(self, console):
-        return dict(login_host="", login_unix_socket=console["unix_socket_dir"], login_port=int(console["port"]),
-                    login_user=self.params["login_user"], login_password="",
-                    connect_timeout=self.params["connect_timeout"], os_user=self.params["os_user"])
+        return process_login(console, self.params["login_user"], self.params["connect_timeout"], self.params["os_user"])
 
     def checkpoint(self):
         params = self.params
@@ -346,29 +345,25 @@ class Switchover:
         for console in self.params["consoles"]:
             cparams = self.console_params(console)
             for db in self.params["databases"]:
-                conn = None
                 try:
-                    conn = Console(self.module, cparams, raise_errors=True)
-                    try:
-                        conn.run(_admin.build_command("PAUSE", db=db), self.params["pause_timeout"])
-                    except ConsoleError as exc:
-                        if not _admin.means_already_done("PAUSE", str(exc)):
-                            raise SwitchoverError("PAUSE %s on port %s failed: %s" % (db, console["port"], exc)) from exc
-                    self.paused.append((cparams, db))
-                    while _admin.busy_server_connections(conn.show("POOLS"), db):
-                        if time.monotonic() > deadline:
-                            raise SwitchoverError("PAUSE %s on port %s did not finish within pause_timeout=%ss"
-                                                  % (db, console["port"], self.params["pause_timeout"]))
-                        time.sleep(0.02)
+                    with Console(self.module, cparams, raise_errors=True) as conn:
+                        try:
+                            conn.run(_admin.build_command("PAUSE", db=db), self.params["pause_timeout"])
+                        except ConsoleError as exc:
+                            if not _admin.means_already_done("PAUSE", str(exc)):
+                                raise SwitchoverError("PAUSE %s on port %s failed: %s" % (db, console["port"], exc)) from exc
+                        self.paused.append((cparams, db))
+                        while _admin.busy_server_connections(conn.show("POOLS"), db):
+                            if time.monotonic() > deadline:
+                                raise SwitchoverError("PAUSE %s on port %s did not finish within pause_timeout=%ss"
+                                                      % (db, console["port"], self.params["pause_timeout"]))
+                            time.sleep(0.02)
                 except ConsoleTimeout as exc:
                     self.paused.append((cparams, db))
                     raise SwitchoverError("PAUSE %s on port %s did not finish within pause_timeout=%ss"
                                           % (db, console["port"], self.params["pause_timeout"])) from exc
                 except ConnectionLost as exc:
                     raise SwitchoverError("PAUSE %s on port %s: %s" % (db, console["port"], exc)) from exc
-                finally:
-                    if conn is not None:
-                        conn.close()
 
     def switch(self, deadline):
         """POST /switchover (in a thread: Patroni answers only once it is done) and wait for the new
@@ -426,34 +421,24 @@ class Switchover:
                                           self.new["host"], params["keep"])
             _switchover.write_like(path, text)
             self.result["redirected"].append(path)
-            conn = None
             try:
-                conn = Console(self.module, self.console_params(console), raise_errors=True)
-                conn.run("RELOAD", params["connect_timeout"])
+                with Console(self.module, self.console_params(console), raise_errors=True) as conn:
+                    conn.run("RELOAD", params["connect_timeout"])
             except (ConsoleError, ConsoleTimeout, ConnectionLost) as exc:
                 raise SwitchoverError("RELOAD on port %s failed after the redirect was written: %s" % (console["port"], exc)) from exc
-            finally:
-                if conn is not None:
-                    conn.close()
 
     def resume(self):
         """RESUME what this run paused; returns the failures (a list of messages)."""
         problems = []
         for cparams, db in self.paused:
             try:
-                conn = Console(self.module, cparams, raise_errors=True)
-            except ConnectionLost as exc:
-                problems.append("RESUME %s on port %s: %s" % (db, cparams["login_port"], exc))
-                continue
-            try:
-                conn.run(_admin.build_command("RESUME", db=db), cparams["connect_timeout"])
+                with Console(self.module, cparams, raise_errors=True) as conn:
+                    conn.run(_admin.build_command("RESUME", db=db), cparams["connect_timeout"])
             except ConsoleError as exc:
                 if not _admin.means_already_done("RESUME", str(exc)):
                     problems.append("RESUME %s on port %s: %s" % (db, cparams["login_port"], exc))
-            except (ConsoleTimeout, ConnectionLost) as exc:
+            except (ConsoleTimeout, ConnectionLost) as exc:  # ConnectionLost: no login either
                 problems.append("RESUME %s on port %s: %s" % (db, cparams["login_port"], exc))
-            finally:
-                conn.close()
         if not problems:
             for unit in self.result["undo_timers"]:
                 _deadman.disarm(self.module, unit)
