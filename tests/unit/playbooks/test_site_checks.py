@@ -133,6 +133,7 @@ BAD_INPUTS = [
     ("health-user-empty", {"pgbouncer_stats_users": []}, "pgbouncer_health_login_user is required"),
     ("exporter-password-empty", {"pgbouncer_exporter_login_password": ""}, "pgbouncer_exporter_login_password is required"),
     ("exporter-port-on-pgbouncer", {"pgbouncer_exporter_port": 6432}, "none of them PgBouncer's port 6432"),
+    ("exporter-extra-float-digits", {"pgbouncer_ignore_startup_parameters": ["options"]}, "lacks extra_float_digits"),
     ("haproxy-unknown-backend", {"haproxy_backend_hosts": ["nosuchhost"]}, "haproxy_backend_hosts must name inventory hosts"),
     ("keepalived-vrid", {"keepalived_virtual_router_id": 300}, "keepalived_virtual_router_id must be between 1 and 255"),
     # Types and choices, from the roles' argument_specs, which only the roles' own plays checked.
