@@ -40,7 +40,9 @@ LEFT_OUT = (
     "ruff.toml",
 )
 # What users need from an installed collection.
-REQUIRED = ("MANIFEST.json", "FILES.json", "README.md", "LICENSE", "meta/runtime.yml", "playbooks/site.yml", "changelogs/changelog.yaml")
+REQUIRED = ("MANIFEST.json", "FILES.json", "README.md", "LICENSE", "meta/runtime.yml", "playbooks/site.yml", "changelogs/changelog.yaml",
+            # What monitoring users copy into Prometheus and Grafana (issue 28).
+            "monitoring/prometheus/pgbouncer-cluster.rules.yml", "monitoring/grafana/pgbouncer-cluster.json")
 
 
 def build(output):
