@@ -85,6 +85,7 @@ def targets_up():
 def test_every_target_is_up():
     expected = ({("pgbouncer", "%s:9127" % ip) for ip in NODES.values()} | {("patroni", "%s:8008" % ip) for ip in NODES.values()}
                 | {("haproxy", "%s:8405" % ip) for ip in NODES.values()} | {("prometheus", "127.0.0.1:9090")})
+
     def all_up():
         now = targets_up()
         return now if set(now) >= expected and all(now[key] == "up" for key in expected) else None
@@ -96,7 +97,7 @@ def test_every_target_is_up():
     assert {(sample["job"], sample["instance"]) for sample, value in query("up") if value == 1} >= expected
     # Each exporter is logged in to its PgBouncer (the version of each is printed for the record).
     assert sorted(sample["node"] for sample, value in query("pgbouncer_up") if value == 1) == sorted(NODES)
-    print("exporters:", sorted({sample["version"] for sample, _ in query("pgbouncer_exporter_build_info")}))
+    print("exporters:", sorted({sample["version"] for sample, _value in query("pgbouncer_exporter_build_info")}))
 
 
 @pytest.mark.parametrize("name", sorted(NODES))
