@@ -3,7 +3,7 @@
 # packages the lab's own services need (PostgreSQL and its client tools, psycopg, ufw, and
 # etcd/Patroni for the cluster lab), installed but not configured. playbooks/lab/prepare.yml
 # then only configures, so no scenario pays for apt. The collection's own packages (pgbouncer,
-# haproxy, keepalived) are NOT installed, only downloaded into apt's cache: site.yml still
+# haproxy, keepalived, the exporter) are NOT installed, only downloaded into apt's cache: site.yml still
 # installs them on a node that has none, as on a user's fresh VM.
 # Prints the image name. The tag is a hash of the base image and this recipe.
 #   LAB_NETWORK: the podman network the build container uses to reach the Debian mirror
@@ -15,7 +15,11 @@ suite=${1:-bookworm}
 network=${LAB_NETWORK:-pgbouncer-lab}
 # python3-venv: scripts/sanity --node-image runs ansible-test on the node's Python.
 installed="postgresql postgresql-client python3-psycopg ufw etcd-server etcd-client patroni python3-etcd python3-venv"
-cached="pgbouncer haproxy keepalived"
+# prometheus: the lab's monitoring host installs it (playbooks/lab/monitoring.yml). The exporter
+# where the suite has the prometheus-community one (Debian 13; the pgbouncer_exporter role
+# downloads Debian 13's .deb on Debian 12, whose package of that name is another program).
+cached="pgbouncer haproxy keepalived prometheus"
+[ "$suite" = bookworm ] || cached="$cached prometheus-pgbouncer-exporter"
 
 base=$("$here/image.sh" "$suite")
 tag=$( (echo "$base $installed / $cached"; cat "$0") | sha256sum | cut -c1-12)

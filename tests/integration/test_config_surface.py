@@ -234,7 +234,7 @@ def refusals(cases, tmp_path, *args):
         # As site.yml's firewall check play: the values the firewall role reads from the others.
         "tasks": [*({"name": "Load the %s role's settings" % role,
                      "ansible.builtin.import_role": {"name": "pgbouncer.cluster.%s" % role, "tasks_from": "defaults.yml"}}
-                    for role in ("pgbouncer", "pgbouncer_health", "haproxy", "keepalived", "firewall")),
+                    for role in ("pgbouncer", "pgbouncer_health", "pgbouncer_exporter", "haproxy", "keepalived", "firewall")),
                   *blocks, {"name": "Hand the messages to the test", "delegate_to": "localhost", "become": False, "changed_when": False,
                             "check_mode": False,
                             "ansible.builtin.copy": {"content": "{{ bad_input_messages | to_json }}", "dest": str(output), "mode": "0600"}}],

@@ -153,6 +153,11 @@ def test_ufw_is_active_with_deny_and_only_tagged_rules(name):
         + ["ufw allow in proto tcp from %s to any port 6432 comment 'pgbouncer.cluster: pgbouncer'" % src for src in [APP, *HAPROXY]]
         + ["ufw allow in proto tcp from %s to any port 5432 comment 'pgbouncer.cluster: postgres'" % src for src in cluster]
         + ["ufw allow in proto tcp from %s to any port 6480 comment 'pgbouncer.cluster: pgbouncer-health'" % src for src in HAPROXY]
+        # The lab's group monitoring is the app node (Prometheus): the exporter, HAProxy's
+        # Prometheus endpoint and Patroni's /metrics, to it only.
+        + ["ufw allow in proto tcp from %s to any port 9127 comment 'pgbouncer.cluster: pgbouncer-exporter'" % APP,
+           "ufw allow in proto tcp from %s to any port 8405 comment 'pgbouncer.cluster: haproxy-prometheus'" % APP,
+           "ufw allow in proto tcp from %s to any port 8008 comment 'pgbouncer.cluster: patroni'" % APP]
         # The lab's groups patroni and etcd are the pg-srv nodes: Patroni's REST API and etcd's
         # client and peer ports from the other members only (and HAProxy, the same nodes).
         + ["ufw allow in proto tcp from %s to any port %d comment 'pgbouncer.cluster: %s'" % (peer, port, comment)

@@ -41,7 +41,9 @@ LEFT_OUT = (
 )
 # What users need from an installed collection.
 REQUIRED = ("MANIFEST.json", "FILES.json", "README.md", "LICENSE", "meta/runtime.yml", "playbooks/site.yml", "changelogs/changelog.yaml",
-            "CHANGELOG.md", "docs/bench/README.md", "examples/inventory/hosts.yml", "examples/tls.yml")
+            "CHANGELOG.md", "docs/bench/README.md", "examples/inventory/hosts.yml", "examples/tls.yml",
+            # What monitoring users copy into Prometheus and Grafana (issue 28).
+            "monitoring/prometheus/pgbouncer-cluster.rules.yml", "monitoring/grafana/pgbouncer-cluster.json")
 
 
 def build(output):

@@ -33,6 +33,7 @@ GOOD_VARS = {
     "keepalived_auth_pass": "secret1",
     "pgbouncer_stats_users": ["stats_user"],
     "pgbouncer_health_login_password": "stats-pass",
+    "pgbouncer_exporter_login_password": "stats-pass",
 }
 
 
@@ -53,6 +54,8 @@ def inventory(addresses=None, app=True):
         "haproxy": {"children": {"pgbouncer": {}}},
         "keepalived": {"children": {"haproxy": {}}},
         "app": {"hosts": {"app1": {"ansible_host": "127.0.0.31"}} if app else {}},
+        # Prometheus on the application host: the exporters' plays and checks run.
+        "monitoring": {"hosts": {"app1": {}} if app else {}},
     }
 
 
@@ -130,6 +133,9 @@ BAD_INPUTS = [
     ("auth-pass-empty", {"keepalived_auth_pass": ""}, "keepalived_auth_pass is required"),
     ("health-password-empty", {"pgbouncer_health_login_password": ""}, "pgbouncer_health_login_password is required"),
     ("health-user-empty", {"pgbouncer_stats_users": []}, "pgbouncer_health_login_user is required"),
+    ("exporter-password-empty", {"pgbouncer_exporter_login_password": ""}, "pgbouncer_exporter_login_password is required"),
+    ("exporter-port-on-pgbouncer", {"pgbouncer_exporter_port": 6432}, "none of them PgBouncer's port 6432"),
+    ("exporter-extra-float-digits", {"pgbouncer_ignore_startup_parameters": ["options"]}, "lacks extra_float_digits"),
     ("haproxy-unknown-backend", {"haproxy_backend_hosts": ["nosuchhost"]}, "haproxy_backend_hosts must name inventory hosts"),
     ("keepalived-vrid", {"keepalived_virtual_router_id": 300}, "keepalived_virtual_router_id must be between 1 and 255"),
     # Types and choices, from the roles' argument_specs, which only the roles' own plays checked.
