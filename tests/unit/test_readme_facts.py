@@ -111,7 +111,9 @@ def knowledge(root=ROOT):
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and "{{" not in item:
                 others.add(item)
-    for template in [*root.glob("roles/*/templates/*"), *root.glob("roles/*/files/*")]:
+    # Prometheus metric names (pgbouncer_pools_*, pgbouncer_stats_totals_*) that the rules and the dashboard use.
+    monitoring = [*root.glob("monitoring/prometheus/*.yml"), *root.glob("monitoring/grafana/*.json")]
+    for template in [*root.glob("roles/*/templates/*"), *root.glob("roles/*/files/*"), *monitoring]:
         others.update(NAME.findall(template.read_text()))
     return {"root": root, "specs": specs, "defaults": defaults, "required": required, "refused": refused, "playbook_vars": playbook_vars,
             "tags": tags, "others": others}
