@@ -190,6 +190,14 @@ BAD_INPUTS = [
 
 # Cases whose refusal depends on the PgBouncer version (its table of known keys).
 VERSION_DEPENDENT = {"key-unknown-to-version"}
+# Cases refused on the node, from what the node's PgBouncer and PostgreSQL say (the role's
+# preflight and the pgbouncer_config module): the addresses the node has (the module), the
+# auth_file users read from PostgreSQL, and the pool sizing against PostgreSQL's max_connections,
+# superuser_reserved_connections and (PostgreSQL 16 and later) reserved_connections. Every other
+# case is refused on the controller by the input checks of site.yml's check play (the filter
+# pgbouncer_config_problems and the roles' validate.yml), whatever the node runs: those run in
+# the default scenario only, these in both.
+REFUSED_ON_THE_NODE = {"address-not-on-node", "admin-not-in-userlist", "pool-over-max-connections"}
 
 
 def refusals(cases, tmp_path, *args):
@@ -259,14 +267,14 @@ def assert_refused(cases, tmp_path, *args):
     return messages
 
 
-@pytest.mark.version_dependent
 def test_bad_inputs_are_refused_before_any_node_changes(tmp_path):
-    """Cost on the lab: two ansible-playbook runs on one node with every case, the real one
-    and the dry run (--check), about a minute together; each case adds a few seconds (the health
-    agent's, haproxy's and keepalived's checks, run for every case as site.yml's check play runs
-    them, about 1 s of that: estimated, not yet measured on the lab)."""
-    # One node is enough to show the refusal (pool sizing: its own pools alone overrun it).
-    cases = [case for case in BAD_INPUTS if case[0] not in VERSION_DEPENDENT]
+    """The cases site.yml's input checks refuse on the controller (the same Ansible and the same
+    checks whatever the Debian release: the default scenario only). Cost on the lab: two
+    ansible-playbook runs on one node with those cases, the real one and the dry run (--check),
+    about a minute together; each case adds a few seconds (the health agent's, haproxy's and
+    keepalived's checks, run for every case as site.yml's check play runs them, about 1 s of that)."""
+    # One node is enough to show the refusal.
+    cases = [case for case in BAD_INPUTS if case[0] not in VERSION_DEPENDENT | REFUSED_ON_THE_NODE]
     real = assert_refused(cases, tmp_path)
     # The dry run a careful user starts with refuses the same inputs with the same words.
     (tmp_path / "check").mkdir()
@@ -274,8 +282,17 @@ def test_bad_inputs_are_refused_before_any_node_changes(tmp_path):
 
 
 @pytest.mark.version_dependent
-def test_a_key_this_version_does_not_know_is_refused_before_any_node_changes(tmp_path):
-    assert_refused([case for case in BAD_INPUTS if case[0] in VERSION_DEPENDENT], tmp_path)
+def test_bad_inputs_the_node_refuses_are_refused_before_any_node_changes(tmp_path):
+    """The cases refused from what the node's PgBouncer and PostgreSQL say (REFUSED_ON_THE_NODE,
+    and a key this PgBouncer version does not know), in both scenarios. Cost on the lab: two
+    ansible-playbook runs on one node with four and three cases, about 15-20 s (estimated, not
+    yet measured on the lab)."""
+    # One node is enough to show the refusal (pool sizing: its own pools alone overrun it).
+    on_the_node = [case for case in BAD_INPUTS if case[0] in REFUSED_ON_THE_NODE]
+    real = assert_refused(on_the_node + [case for case in BAD_INPUTS if case[0] in VERSION_DEPENDENT], tmp_path)
+    # The dry run refuses the node's cases with the same words (the unknown key: the real run only).
+    (tmp_path / "check").mkdir()
+    assert assert_refused(on_the_node, tmp_path / "check", "--check") == {name: real[name] for name, _extra, _message in on_the_node}
 
 
 def test_site_yml_itself_refuses_bad_input_before_any_node_changes():
