@@ -54,16 +54,29 @@ def converge(*extra, limit=NODE):
     return result
 
 
+def restore(limit):
+    """The pgbouncer role with the lab's settings on `limit`: `--tags pgbouncer`, since only that
+    role reads the settings these tests change (auth_query, the wildcard's host); then every
+    pgbouncer.ini there is back to the lab's (no auth_user, the wildcard over TCP) and the
+    auth_file lists app_user again."""
+    converge("--tags", "pgbouncer", limit=limit)
+    for name in (NODES if limit == "pgbouncer" else [limit]):
+        ini = ssh(NODES[name], "cat /etc/pgbouncer/pgbouncer.ini").stdout
+        keys = [line.split("=", 1)[0].strip() for line in ini.splitlines() if "=" in line]
+        assert "auth_user" not in keys and "host=%s" % SOCKET_DIR not in ini, name
+        assert '"%s"' % APP_USER in ssh(NODES[name], "cat /etc/pgbouncer/userlist.txt").stdout, name
+
+
 @pytest.fixture
 def restore_node():
     yield
-    converge()
+    restore(NODE)
 
 
 @pytest.fixture
 def restore_cluster():
     yield
-    converge(limit="pgbouncer")
+    restore("pgbouncer")
 
 
 @pytest.mark.version_dependent
@@ -107,6 +120,8 @@ def test_a_config_pgbouncer_refuses_never_reaches_the_node():
 
 @pytest.mark.version_dependent
 def test_auth_query_replaces_the_full_userlist(restore_cluster):
+    """About 60-75 s: site.yml on the three nodes with auth_query on, then restore_cluster's run
+    of the pgbouncer role on them with the lab's settings."""
     # Every node at once: the primary creates the lookup function, the replicas wait for it
     # to arrive by replication (DDL cannot run on a hot standby).
     # Turned on as `-e name=true` gives it, a string: ansible-core 2.19 refused "Conditional
@@ -335,7 +350,8 @@ with psycopg.connect(host=sys.argv[1], port=6432, dbname=sys.argv[2], user=sys.a
 def test_the_wildcard_entry_goes_over_the_unix_socket_when_pg_hba_accepts_it(restore_node):
     """The documented option the bench measured (docs/bench/findings.md): PgBouncer reaches its
     PostgreSQL over the socket; the lab's pg_hba has `local all all md5` after the postgres
-    peer line, so the role's pg_hba check passes. About 50 s: two converges of one node."""
+    peer line, so the role's pg_hba check passes. About 35 s: a converge of one node, and
+    restore_node's run of the pgbouncer role there."""
     converge("-e", "pgbouncer_database_wildcard_host=" + SOCKET_DIR)
     assert "host=%s" % SOCKET_DIR in ssh(IP, "grep -E '^\\* *=' /etc/pgbouncer/pgbouncer.ini").stdout
     # Under transaction pooling the earlier TCP server connections were closed by the reload's
