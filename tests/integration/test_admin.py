@@ -3,6 +3,9 @@
 State-changing commands act on reportdb on pg-srv3 only (app tests use appdb), and every test
 that changes something restores it (RESUME, ENABLE, the old SET value) in a fixture that runs
 even when the test fails.
+
+Cost on the lab: about 45 s, mostly one ansible-playbook run per test (2-4 s each); the calls
+that change nothing on the pooler (READ_ONLY) share one run for the tests that read them.
 """
 
 from __future__ import annotations
@@ -132,12 +135,46 @@ def reportdb(tmp_path):
 
 # SHOW commands that answer no rows on an idle pooler: no server connection, no DNS lookup yet.
 MAY_BE_EMPTY = {"SERVERS", "DNS_HOSTS", "DNS_ZONES"}
+SHOWS = ["POOLS", "STATS", "STATS_TOTALS", "STATS_AVERAGES", "TOTALS", "DATABASES", "CLIENTS", "SERVERS", "USERS",
+         "CONFIG", "LISTS", "MEM", "SOCKETS", "ACTIVE_SOCKETS", "DNS_HOSTS", "DNS_ZONES", "VERSION"]
+# The calls of the tests below that change nothing on the pooler (SHOWs, refusals before anything is
+# sent, errors, a SHUTDOWN in check mode), per test, in the order each test made them. They run
+# in one ansible-playbook run (read_only), each test reading its own results.
+READ_ONLY = {
+    "shows": [dict(ADMIN, command="SHOW", show=name) for name in SHOWS],
+    "versions": [
+        dict(ADMIN, command="SHOW STATE"),
+        dict(ADMIN, command="KILL_CLIENT", client_id=1),
+        # Check mode: on 1.23+ a real SHUTDOWN would stop this node's pooler for the tests after.
+        dict(ADMIN, command="SHUTDOWN", shutdown_mode="wait_for_servers", _check=True),
+    ],
+    "neither": [dict(NEITHER, command="SHOW POOLS")],
+    "errors": [
+        dict(ADMIN, command="SHOW POOLS", login_port=6499, connect_timeout=5),
+        dict(ADMIN, command="SHOW POOLS", login_password="not-the-password"),
+        dict(ADMIN, command="SELECT"),
+        dict(ADMIN, command="SHOW HELP"),
+        dict(ADMIN, command="PAUSE", db="no_such_db_zz"),
+    ],
+    "socket": [dict(SOCKET, command="show", show="lists")],
+}
 
 
-def test_admin_user_reads_every_show_as_rows_keyed_by_column(tmp_path):
-    shows = ["POOLS", "STATS", "STATS_TOTALS", "STATS_AVERAGES", "TOTALS", "DATABASES", "CLIENTS", "SERVERS", "USERS",
-             "CONFIG", "LISTS", "MEM", "SOCKETS", "ACTIVE_SOCKETS", "DNS_HOSTS", "DNS_ZONES", "VERSION"]
-    results = run_admin(tmp_path, *[dict(ADMIN, command="SHOW", show=name) for name in shows])
+@pytest.fixture(scope="module")
+def read_only(tmp_path_factory):
+    """{test's key in READ_ONLY: its results, in order}, from one run of every READ_ONLY call."""
+    results = run_admin(tmp_path_factory.mktemp("admin"), *(call for calls in READ_ONLY.values() for call in calls))
+    found, start = {}, 0
+    for key, calls in READ_ONLY.items():
+        found[key] = results[start:start + len(calls)]
+        start += len(calls)
+    assert start == len(results)
+    return found
+
+
+def test_admin_user_reads_every_show_as_rows_keyed_by_column(read_only):
+    shows = SHOWS
+    results = read_only["shows"]
     for name, result in zip(shows, results):
         assert not result.get("failed"), (name, result.get("msg"))
         assert result["changed"] is False and result["command"] == "SHOW " + name
@@ -154,14 +191,8 @@ def test_admin_user_reads_every_show_as_rows_keyed_by_column(tmp_path):
     assert config["listen_port"]["value"] == "6432" and config["listen_port"]["changeable"] == "no"
 
 
-def test_versions_gate_commands(tmp_path):
-    state, kill_client, shutdown = run_admin(
-        tmp_path,
-        dict(ADMIN, command="SHOW STATE"),
-        dict(ADMIN, command="KILL_CLIENT", client_id=1),
-        # Check mode: on 1.23+ a real SHUTDOWN would stop this node's pooler for the tests after.
-        dict(ADMIN, command="SHUTDOWN", shutdown_mode="wait_for_servers", _check=True),
-    )
+def test_versions_gate_commands(read_only):
+    state, kill_client, shutdown = read_only["versions"]
     version = tuple(int(part) for part in state["version"].split("."))
     if version < (1, 19):
         assert state["failed"] and state["error_kind"] == "unsupported_version"
@@ -189,21 +220,14 @@ def test_stats_user_may_show_but_not_pause(tmp_path, reportdb):
     assert database_row()["paused"] == "0"
 
 
-def test_user_in_neither_list_is_not_let_in(tmp_path):
-    (result,) = run_admin(tmp_path, dict(NEITHER, command="SHOW POOLS"))
+def test_user_in_neither_list_is_not_let_in(read_only):
+    (result,) = read_only["neither"]
     assert result["failed"] and result["error_kind"] == "not_allowed"
     assert "admin_users or stats_users" in result["msg"]
 
 
-def test_distinct_errors(tmp_path):
-    refused, wrong_password, unknown_command, unknown_show, unknown_db = run_admin(
-        tmp_path,
-        dict(ADMIN, command="SHOW POOLS", login_port=6499, connect_timeout=5),
-        dict(ADMIN, command="SHOW POOLS", login_password="not-the-password"),
-        dict(ADMIN, command="SELECT"),
-        dict(ADMIN, command="SHOW HELP"),
-        dict(ADMIN, command="PAUSE", db="no_such_db_zz"),
-    )
+def test_distinct_errors(read_only):
+    refused, wrong_password, unknown_command, unknown_show, unknown_db = read_only["errors"]
     kinds = [r["error_kind"] for r in (refused, wrong_password, unknown_command, unknown_show, unknown_db)]
     assert kinds == ["connection_refused", "authentication_failed", "unknown_command", "unknown_command", "unknown_database"]
     assert len({r["msg"] for r in (refused, wrong_password, unknown_command, unknown_db)}) == 4
@@ -212,8 +236,8 @@ def test_distinct_errors(tmp_path):
     assert "error" in console('RESUME "no_such_db_zz"')
 
 
-def test_unix_socket_as_the_service_user(tmp_path):
-    (result,) = run_admin(tmp_path, dict(SOCKET, command="show", show="lists"))
+def test_unix_socket_as_the_service_user(read_only):
+    (result,) = read_only["socket"]
     assert not result.get("failed"), result.get("msg")
     assert {row["list"] for row in result["rows"]} >= {"databases", "pools", "used_clients"}
 

@@ -54,16 +54,29 @@ def converge(*extra, limit=NODE):
     return result
 
 
+def restore(limit):
+    """The pgbouncer role with the lab's settings on `limit`: `--tags pgbouncer`, since only that
+    role reads the settings these tests change (auth_query, the wildcard's host); then every
+    pgbouncer.ini there is back to the lab's (no auth_user, the wildcard over TCP) and the
+    auth_file lists app_user again."""
+    converge("--tags", "pgbouncer", limit=limit)
+    for name in (NODES if limit == "pgbouncer" else [limit]):
+        ini = ssh(NODES[name], "cat /etc/pgbouncer/pgbouncer.ini").stdout
+        keys = [line.split("=", 1)[0].strip() for line in ini.splitlines() if "=" in line]
+        assert "auth_user" not in keys and "host=%s" % SOCKET_DIR not in ini, name
+        assert '"%s"' % APP_USER in ssh(NODES[name], "cat /etc/pgbouncer/userlist.txt").stdout, name
+
+
 @pytest.fixture
 def restore_node():
     yield
-    converge()
+    restore(NODE)
 
 
 @pytest.fixture
 def restore_cluster():
     yield
-    converge(limit="pgbouncer")
+    restore("pgbouncer")
 
 
 @pytest.mark.version_dependent
@@ -107,6 +120,8 @@ def test_a_config_pgbouncer_refuses_never_reaches_the_node():
 
 @pytest.mark.version_dependent
 def test_auth_query_replaces_the_full_userlist(restore_cluster):
+    """About 60-75 s: site.yml on the three nodes with auth_query on, then restore_cluster's run
+    of the pgbouncer role on them with the lab's settings."""
     # Every node at once: the primary creates the lookup function, the replicas wait for it
     # to arrive by replication (DDL cannot run on a hot standby).
     # Turned on as `-e name=true` gives it, a string: ansible-core 2.19 refused "Conditional
@@ -190,6 +205,14 @@ BAD_INPUTS = [
 
 # Cases whose refusal depends on the PgBouncer version (its table of known keys).
 VERSION_DEPENDENT = {"key-unknown-to-version"}
+# Cases refused on the node, from what the node's PgBouncer and PostgreSQL say (the role's
+# preflight and the pgbouncer_config module): the addresses the node has (the module), the
+# auth_file users read from PostgreSQL, and the pool sizing against PostgreSQL's max_connections,
+# superuser_reserved_connections and (PostgreSQL 16 and later) reserved_connections. Every other
+# case is refused on the controller by the input checks of site.yml's check play (the filter
+# pgbouncer_config_problems and the roles' validate.yml), whatever the node runs: those run in
+# the default scenario only, these in both.
+REFUSED_ON_THE_NODE = {"address-not-on-node", "admin-not-in-userlist", "pool-over-max-connections"}
 
 
 def refusals(cases, tmp_path, *args):
@@ -259,14 +282,14 @@ def assert_refused(cases, tmp_path, *args):
     return messages
 
 
-@pytest.mark.version_dependent
 def test_bad_inputs_are_refused_before_any_node_changes(tmp_path):
-    """Cost on the lab: two ansible-playbook runs on one node with every case, the real one
-    and the dry run (--check), about a minute together; each case adds a few seconds (the health
-    agent's, haproxy's and keepalived's checks, run for every case as site.yml's check play runs
-    them, about 1 s of that: estimated, not yet measured on the lab)."""
-    # One node is enough to show the refusal (pool sizing: its own pools alone overrun it).
-    cases = [case for case in BAD_INPUTS if case[0] not in VERSION_DEPENDENT]
+    """The cases site.yml's input checks refuse on the controller (the same Ansible and the same
+    checks whatever the Debian release: the default scenario only). Cost on the lab: two
+    ansible-playbook runs on one node with those cases, the real one and the dry run (--check),
+    about a minute together; each case adds a few seconds (the health agent's, haproxy's and
+    keepalived's checks, run for every case as site.yml's check play runs them, about 1 s of that)."""
+    # One node is enough to show the refusal.
+    cases = [case for case in BAD_INPUTS if case[0] not in VERSION_DEPENDENT | REFUSED_ON_THE_NODE]
     real = assert_refused(cases, tmp_path)
     # The dry run a careful user starts with refuses the same inputs with the same words.
     (tmp_path / "check").mkdir()
@@ -274,8 +297,17 @@ def test_bad_inputs_are_refused_before_any_node_changes(tmp_path):
 
 
 @pytest.mark.version_dependent
-def test_a_key_this_version_does_not_know_is_refused_before_any_node_changes(tmp_path):
-    assert_refused([case for case in BAD_INPUTS if case[0] in VERSION_DEPENDENT], tmp_path)
+def test_bad_inputs_the_node_refuses_are_refused_before_any_node_changes(tmp_path):
+    """The cases refused from what the node's PgBouncer and PostgreSQL say (REFUSED_ON_THE_NODE,
+    and a key this PgBouncer version does not know), in both scenarios. Cost on the lab: two
+    ansible-playbook runs on one node with four and three cases, about 15-20 s (estimated, not
+    yet measured on the lab)."""
+    # One node is enough to show the refusal (pool sizing: its own pools alone overrun it).
+    on_the_node = [case for case in BAD_INPUTS if case[0] in REFUSED_ON_THE_NODE]
+    real = assert_refused(on_the_node + [case for case in BAD_INPUTS if case[0] in VERSION_DEPENDENT], tmp_path)
+    # The dry run refuses the node's cases with the same words (the unknown key: the real run only).
+    (tmp_path / "check").mkdir()
+    assert assert_refused(on_the_node, tmp_path / "check", "--check") == {name: real[name] for name, _extra, _message in on_the_node}
 
 
 def test_site_yml_itself_refuses_bad_input_before_any_node_changes():
@@ -318,7 +350,8 @@ with psycopg.connect(host=sys.argv[1], port=6432, dbname=sys.argv[2], user=sys.a
 def test_the_wildcard_entry_goes_over_the_unix_socket_when_pg_hba_accepts_it(restore_node):
     """The documented option the bench measured (docs/bench/findings.md): PgBouncer reaches its
     PostgreSQL over the socket; the lab's pg_hba has `local all all md5` after the postgres
-    peer line, so the role's pg_hba check passes. About 50 s: two converges of one node."""
+    peer line, so the role's pg_hba check passes. About 35 s: a converge of one node, and
+    restore_node's run of the pgbouncer role there."""
     converge("-e", "pgbouncer_database_wildcard_host=" + SOCKET_DIR)
     assert "host=%s" % SOCKET_DIR in ssh(IP, "grep -E '^\\* *=' /etc/pgbouncer/pgbouncer.ini").stdout
     # Under transaction pooling the earlier TCP server connections were closed by the reload's

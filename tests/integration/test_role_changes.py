@@ -2,8 +2,8 @@
 the dry run (`--check --diff`) first predicts exactly the tasks each real run then changes.
 (Bad input refused before any change: test_config_surface, every case in one run.)
 
-Cost on the lab: about 2.5 minutes, five runs of site.yml limited to one node (two of them
-dry runs).
+Cost on the lab: about 2 minutes, five runs of site.yml limited to one node (two of them
+dry runs, the last one the restore, of the pgbouncer role alone when the test got that far).
 """
 
 from __future__ import annotations
@@ -56,9 +56,17 @@ def dry_run_then_converge(*extra):
 
 @pytest.fixture
 def restore_defaults():
-    yield
+    """The test's user dropped and pg-srv2 back to the lab's settings: the whole of site.yml, or
+    only the pgbouncer role (`--tags pgbouncer`) once the test's last converge has run, which
+    took the other changes back itself (the firewall sources, the [databases] entry); then the
+    settings the test changed are the lab's again, live."""
+    args = {"tags": ()}
+    yield args
     on_primary("DROP ROLE IF EXISTS %s" % USER)
-    recorded_playbook("playbooks/site.yml", "--limit", NODE)
+    recorded_playbook("playbooks/site.yml", "--limit", NODE, *args["tags"])
+    assert live_setting("stats_period") != "61"
+    assert live_setting("unix_socket_mode") not in ("0700", "700", "448")
+    assert ('"%s"' % USER) not in ssh(IP, "cat /etc/pgbouncer/userlist.txt").stdout
 
 
 def test_reload_for_reloadable_keys_restart_for_restart_only_keys(restore_defaults):
@@ -76,6 +84,9 @@ def test_reload_for_reloadable_keys_restart_for_restart_only_keys(restore_defaul
     # 0770 is the default: 0700 is a change (and not world-writable, which would need pgbouncer_allow_insecure).
     on_primary("SET password_encryption = 'scram-sha-256'; ALTER ROLE %s PASSWORD 'second-2'" % USER)
     changed = dry_run_then_converge("-e", json.dumps({"pgbouncer_stats_period": 61, "pgbouncer_unix_socket_mode": "0700"}))
+    # That run had the lab's firewall sources and [databases] again: only the pgbouncer role's
+    # settings are left to restore.
+    restore_defaults["tags"] = ("--tags", "pgbouncer")
     assert {"pgbouncer.cluster.pgbouncer : Restart pgbouncer", "pgbouncer.cluster.pgbouncer : Write the auth_file from pg_shadow"} <= changed, changed
     assert main_pid() != before, "unix_socket_mode is applied only by a restart"
     assert live_setting("unix_socket_mode") in ("0700", "700", "448")
