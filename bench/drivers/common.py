@@ -76,6 +76,7 @@ CREATE_TABLE = (
 PREPARED_REPEATS = 12  # above psycopg's prepare_threshold (5) and asyncpg's first use
 COPY_ROWS = 50
 STARTUP_TIMEOUT_MS = "4321"
+ZONES = ("UTC", "Europe/Paris", "Asia/Tokyo", "America/New_York")  # session SET TimeZone values
 
 
 def pooler_line(version):
@@ -246,9 +247,10 @@ def check(expected, got, what):
         raise Mismatch("%s: set %r, read back %r" % (what, expected, got))
 
 
-def check_session(expected, got, what):
+def check_session(expected, got, what, others=None):
     """Raise Mismatch when a session setting read back in a later transaction is not the one
-    this client set: "lost" (the server connection never saw it) or "another client's"."""
+    this client set: "lost" (read back the default) or "another client's value" (leaked).
+    `others` are the values other clients set (empty: any non-empty value is another's)."""
     if str(got) != str(expected):
-        raise Mismatch("%s: %s" % (what, "lost (read back the default)" if not got or str(got) in ("UTC", "Etc/UTC")
-                                   or "-" not in str(got) and what.endswith("tenant") else "another client's value read back"))
+        leaked = bool(got) and (others is None or got in others)
+        raise Mismatch("%s: %s" % (what, "another client's value read back" if leaked else "lost (read back the default)"))

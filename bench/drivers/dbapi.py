@@ -10,7 +10,7 @@ FEATURES_PSYCOPG3 = ("write", "transaction", "prepared", "server_cursor", "copy"
                      "session_set_tracked", "startup_options", "read_dsn")
 FEATURES_PSYCOPG2 = ("write", "transaction", "sql_prepare", "server_cursor", "copy", "session_set",
                      "session_set_tracked", "startup_options", "read_dsn")
-ZONES = ("UTC", "Europe/Paris", "Asia/Tokyo", "America/New_York")
+
 
 
 class Client:
@@ -112,8 +112,8 @@ class Client:
         if self.zone is not None:
             got = self.execute("SHOW TimeZone").fetchone()[0]
             expected, self.zone = self.zone, None
-            common.check_session(expected, got, "session SET TimeZone")
-        self.zone = ZONES[(self.worker + self.round) % len(ZONES)]
+            common.check_session(expected, got, "session SET TimeZone", common.ZONES)
+        self.zone = common.ZONES[(self.worker + self.round) % len(common.ZONES)]
         self.execute("SET TimeZone = '%s'" % self.zone)
         return 1
 
