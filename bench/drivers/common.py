@@ -45,11 +45,13 @@ SETTINGS = {
         "1.21": "no SQL PREPARE (not tracked by any PgBouncer); SET LOCAL instead of session SET",
     },
     "asyncpg": {
-        "1.18": "statement_cache_size=0; SET LOCAL instead of session SET",
+        "1.18": "statement_cache_size=0; no Connection.cursor() (asyncpg prepares a cursor's query as a named statement "
+                "even without a cache): fetch() or keyset pages instead; SET LOCAL instead of session SET",
         "1.21": "none for prepared statements (max_prepared_statements > 0); SET LOCAL instead of session SET",
     },
     "asyncpg-nocache": {
-        "1.18": "statement_cache_size=0 (as run); SET LOCAL instead of session SET",
+        "1.18": "statement_cache_size=0 (as run); no Connection.cursor() (a named statement even without a cache); "
+                "SET LOCAL instead of session SET",
         "1.21": "statement_cache_size=0 (as run); SET LOCAL instead of session SET",
     },
     "sqlalchemy-psycopg": {
