@@ -99,9 +99,10 @@ def matrix(data):
 def per_driver(data):
     """Settings needed and what does not work, per driver and PgBouncer line."""
     results = data["results"]
-    lines = ["", "| Driver | PgBouncer | Settings it needs | Does not work in transaction pooling, even with them (error seen) | Failed with the role defaults, worked with the settings |",
-             "|---|---|---|---|---|"]
-    lines_present = [line for line in ("1.18", "1.24") if any(r["target"].startswith("pooled-%s" % line) for r in results)]
+    lines = ["", "| Driver | PgBouncer | Settings it needs | Does not work in transaction pooling, even with them (error seen) "
+             "| Failed with the role defaults, worked with the settings |", "|---|---|---|---|---|"]
+    lines_present = sorted({r["target"].split("-")[1] for r in results if r["target"].startswith("pooled-") and r["target"].endswith("-defaults")},
+                           key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
     for driver in [d for d in common.DRIVERS if any(r["driver"] == d for r in results)]:
         features = sorted({f for r in results if r["driver"] == driver for f in r.get("features", {})})
         for line in lines_present:

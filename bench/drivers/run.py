@@ -93,6 +93,7 @@ def main(argv=None):
     parser.add_argument("--pooler-version", default="", help="PgBouncer version behind --dsn (empty: direct to PostgreSQL)")
     parser.add_argument("--target", default="", help="label of this run in the results (default: direct or pooled-VERSION)")
     parser.add_argument("--out", help="also append each result line to this file")
+    parser.add_argument("--parallel", action="store_true", help="run the drivers at the same time (the bench's switchover run)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     drivers = list(common.DRIVERS) if args.drivers == "all" else [d.strip() for d in args.drivers.split(",") if d.strip()]
@@ -105,29 +106,57 @@ def main(argv=None):
     if args.worker:
         worker(args.worker, cfg)
         return 0
-    failed = 0
+
+    def command(driver):
+        return [sys.executable, "-m", "bench.drivers.run", "--worker", driver, "--dsn", args.dsn, "--read-dsn", cfg["read_dsn"],
+                "--seconds", str(args.seconds), "--clients", str(args.clients), "--pooler-version", args.pooler_version,
+                "--target", target] + (["--settings"] if args.settings else [])
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    limit = args.seconds + 120
+    if args.parallel:
+        procs = {d: subprocess.Popen(command(d), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for d in drivers}
+        outputs = {}
+        for driver, proc in procs.items():
+            try:
+                stdout, stderr = proc.communicate(timeout=limit)
+                outputs[driver] = (proc.returncode, stdout, stderr, "")
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                outputs[driver] = (None, "", "", "timed out after %d s" % limit)
+    else:
+        outputs = {}
+        for driver in drivers:
+            try:
+                run = subprocess.run(command(driver), capture_output=True, text=True, timeout=limit, check=False, env=env)
+                outputs[driver] = (run.returncode, run.stdout, run.stderr, "")
+            except subprocess.TimeoutExpired:
+                outputs[driver] = (None, "", "", "timed out after %d s" % limit)
+            emit(driver, outputs[driver], target, args)
+        return 1 if any(not ok for ok in _EMITTED) else 0
     for driver in drivers:
-        command = [sys.executable, "-m", "bench.drivers.run", "--worker", driver, "--dsn", args.dsn, "--read-dsn", cfg["read_dsn"],
-                   "--seconds", str(args.seconds), "--clients", str(args.clients), "--pooler-version", args.pooler_version,
-                   "--target", target] + (["--settings"] if args.settings else [])
-        try:
-            run = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 120, check=False,
-                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
-            lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
-            result = json.loads(lines[-1]) if run.returncode == 0 and lines else None
-            problem = "" if result else "exit %d: %s" % (run.returncode, (run.stderr or run.stdout).strip()[-800:])
-        except subprocess.TimeoutExpired:
-            result, problem = None, "timed out after %d s" % (args.seconds + 120)
-        if result is None:
-            failed += 1
-            result = {"driver": driver, "target": target, "pooler_version": args.pooler_version, "settings": args.settings,
-                      "crashed": problem, "transactions": 0, "errors": {"crash": 1}, "features": {}}
-        line = json.dumps(result, sort_keys=True)
-        print(line, flush=True)
-        if args.out:
-            with open(args.out, "a", encoding="utf-8") as out:
-                out.write(line + "\n")
-    return 1 if failed else 0
+        emit(driver, outputs[driver], target, args)
+    return 1 if any(not ok for ok in _EMITTED) else 0
+
+
+_EMITTED: list = []
+
+
+def emit(driver, output, target, args):
+    """Print (and append to --out) one driver's result line; a crash is a result too."""
+    returncode, stdout, stderr, problem = output
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1]) if returncode == 0 and lines else None
+    if result is None:
+        problem = problem or "exit %s: %s" % (returncode, (stderr or stdout).strip()[-800:])
+        result = {"driver": driver, "target": target, "pooler_version": args.pooler_version, "settings": args.settings,
+                  "crashed": problem, "transactions": 0, "errors": {"crash": 1}, "features": {}}
+    _EMITTED.append(result.get("crashed") is None)
+    line = json.dumps(result, sort_keys=True)
+    print(line, flush=True)
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -113,11 +113,8 @@ def classify(direct, pooled):
     groups = {}
     for test, message in sorted(only.items()):
         text = "%s %s" % (test, message)
-        for name, pattern, klass, why in CAUSES:
-            if re.search(pattern, text, re.IGNORECASE):
-                break
-        else:
-            name, klass, why = "unclassified", "needs a look", "matched no known cause"
+        name, _, klass, why = next((cause for cause in CAUSES if re.search(cause[1], text, re.IGNORECASE)),
+                                   ("unclassified", "", "needs a look", "matched no known cause"))
         group = groups.setdefault(name, {"cause": name, "class": klass, "why": why, "tests": [], "messages": {}})
         group["tests"].append(test.split("/")[-1])
         short = re.sub(r"\d+", "N", message)[:160]
@@ -132,7 +129,7 @@ def compare(args):
             runs.append(json.load(handle))
     data = {
         "suite": "psycopg", "version": args.version, "source": args.source_label, "where": args.where,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         "command": "pytest %s --test-dsn DSN" % " ".join(a if " " not in a else "'%s'" % a for a in SELECTION),
         "runs": [{"target": r["target"], "counts": r["counts"]} for r in runs],
         "groups": {r["target"]: classify(runs[0], r) for r in runs[1:]},
