@@ -53,7 +53,7 @@ class Client:
 
     async def server_cursor(self):
         async with self.conn.transaction():
-            async for _ in self.conn.cursor("SELECT id, payload FROM %s ORDER BY id DESC LIMIT 500" % common.TABLE, prefetch=100):
+            async for _row in self.conn.cursor("SELECT id, payload FROM %s ORDER BY id DESC LIMIT 500" % common.TABLE, prefetch=100):
                 pass
         return 1
 

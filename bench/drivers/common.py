@@ -95,6 +95,7 @@ def unexpected_failures(result):
     allowed = EXPECTED_FAILURES[line] | EXPECTED_FAILURES_BY_DRIVER.get((result["driver"], line), set())
     return [name for name in failing if name not in allowed]
 
+
 TABLE = "drivers_lane"
 CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, driver text NOT NULL, worker int NOT NULL, "

@@ -12,7 +12,6 @@ FEATURES_PSYCOPG2 = ("write", "transaction", "sql_prepare", "server_cursor", "co
                      "session_set_tracked", "startup_options", "read_dsn")
 
 
-
 class Client:
     """One application connection (autocommit; transactions are explicit) and its read connection."""
 
@@ -71,7 +70,7 @@ class Client:
         name = "lane_%d" % self.worker
         self.execute("PREPARE %s (int) AS SELECT count(*) FROM %s WHERE worker = $1" % (name, common.TABLE))
         try:
-            for _ in range(3):
+            for _row in range(3):
                 self.execute("EXECUTE %s (%%s)" % name, (self.worker,))
         finally:
             self.execute("DEALLOCATE %s" % name)
@@ -157,7 +156,7 @@ class Psycopg2Client(Client):
             with self.conn.cursor(name="lane_cur_%d" % self.worker) as cur:
                 cur.itersize = 100
                 cur.execute("SELECT id, payload FROM %s ORDER BY id DESC LIMIT 500" % common.TABLE)
-                for _ in cur:
+                for _row in cur:
                     pass
             self.conn.commit()
         except BaseException:

@@ -58,12 +58,12 @@ class Client:
 
     def server_cursor(self):
         with self.dj["atomic"]():
-            for _ in self.dj["LaneRow"].objects.order_by("-id")[:500].iterator(chunk_size=100):
+            for _row in self.dj["LaneRow"].objects.order_by("-id")[:500].iterator(chunk_size=100):
                 pass
         return 1
 
     def server_cursor_autocommit(self):
-        for _ in self.dj["LaneRow"].objects.order_by("-id")[:500].iterator(chunk_size=100):
+        for _row in self.dj["LaneRow"].objects.order_by("-id")[:500].iterator(chunk_size=100):
             pass
         return 1
 
@@ -73,7 +73,7 @@ class Client:
                 for i in range(common.COPY_ROWS):
                     copy.write_row((self.name, self.worker, "copy %d" % i, "now"))
             with cur.copy("COPY (SELECT id FROM %s WHERE worker = %d ORDER BY id DESC LIMIT 50) TO STDOUT" % (common.TABLE, self.worker)) as copy:
-                for _ in copy:
+                for _row in copy:
                     pass
         return 2
 

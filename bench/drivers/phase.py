@@ -75,7 +75,7 @@ def run(bench, switchover) -> dict:
     try:
         lane.stdin.close()
         time.sleep(switchover_s / 3)
-        moved_in, _ = switchover.playbook(old)
+        moved_in, _output = switchover.playbook(old)
         stdout, stderr = lane.communicate(timeout=limit + 60)
     except subprocess.TimeoutExpired as exc:
         lane.kill()

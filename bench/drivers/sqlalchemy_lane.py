@@ -60,7 +60,7 @@ class SyncClient:
 
     def server_cursor(self):
         with self.engine.begin() as conn:
-            for _ in conn.execution_options(stream_results=True, yield_per=100).execute(self.sa.text(SCAN)):
+            for _row in conn.execution_options(stream_results=True, yield_per=100).execute(self.sa.text(SCAN)):
                 pass
         return 1
 
@@ -71,7 +71,7 @@ class SyncClient:
                 for i in range(common.COPY_ROWS):
                     copy.write_row((self.name, self.worker, "copy %d" % i))
             with cur.copy("COPY (SELECT id FROM %s WHERE worker = %d ORDER BY id DESC LIMIT 50) TO STDOUT" % (common.TABLE, self.worker)) as copy:
-                for _ in copy:
+                for _row in copy:
                     pass
         return 2
 
@@ -174,7 +174,7 @@ class AsyncClient:
     async def server_cursor(self):
         async with self.engine.begin() as conn:
             result = await conn.stream(self.sa.text(SCAN))
-            async for _ in result:
+            async for _row in result:
                 pass
         return 1
 

@@ -113,7 +113,7 @@ def classify(direct, pooled):
     groups = {}
     for test, message in sorted(only.items()):
         text = "%s %s" % (test, message)
-        name, _, klass, why = next((cause for cause in CAUSES if re.search(cause[1], text, re.IGNORECASE)),
+        name, _pattern, klass, why = next((cause for cause in CAUSES if re.search(cause[1], text, re.IGNORECASE)),
                                    ("unclassified", "", "needs a look", "matched no known cause"))
         group = groups.setdefault(name, {"cause": name, "class": klass, "why": why, "tests": [], "messages": {}})
         group["tests"].append(test.split("/")[-1])
