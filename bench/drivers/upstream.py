@@ -113,8 +113,8 @@ def classify(direct, pooled):
     groups = {}
     for test, message in sorted(only.items()):
         text = "%s %s" % (test, message)
-        name, _pattern, klass, why = next((cause for cause in CAUSES if re.search(cause[1], text, re.IGNORECASE)),
-                                   ("unclassified", "", "needs a look", "matched no known cause"))
+        unknown = ("unclassified", "", "needs a look", "matched no known cause")
+        name, _pattern, klass, why = next((cause for cause in CAUSES if re.search(cause[1], text, re.IGNORECASE)), unknown)
         group = groups.setdefault(name, {"cause": name, "class": klass, "why": why, "tests": [], "messages": {}})
         group["tests"].append(test.split("/")[-1])
         short = re.sub(r"\d+", "N", message)[:160]
