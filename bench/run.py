@@ -21,6 +21,10 @@ Phases (BENCH_PHASES, comma-separated, all by default, in this order):
               playbooks/switchover.yml, across a bare `patronictl switchover`, and a reconnecting
               writer across a failover (Patroni stopped on the primary): failed transactions,
               clients cut, the longest transaction, the write gap, rows against acknowledged
+  drivers     the driver lane (bench/drivers/phase.py): psycopg 3, psycopg2, asyncpg, SQLAlchemy,
+              Django from the app node, direct, through VIP:5000/5001 with the role's defaults and
+              with the per-driver settings, then all at once across playbooks/switchover.yml;
+              publishes docs/drivers/results.json and regenerates docs/drivers.md
 
 Interleaving (bench/interleave.py): churn, persistent, path, socket and reuseport run each
 comparison's variants round by round, A, B, A, B, ... (BENCH_REPEATS rounds). Before every run
@@ -39,7 +43,7 @@ traffic goes from the app node to lab addresses (10.129.0.x), checked before eac
 Time with the defaults, on the 2-core lab machine (estimates; results.json records each phase's
 duration in meta.phase_s): churn about 25 min (most of it waiting for TIME_WAIT to drain after
 each md5 pooled run, about 60 s each), persistent 2, fanin 3, path 8, socket 3, reuseport 15
-(10 converges of 30-60 s), ansible 8, switchover 3: about 70 minutes in all. BENCH_REPEATS=2 and
+(10 converges of 30-60 s), ansible 8, switchover 3, drivers 10: about 80 minutes in all. BENCH_REPEATS=2 and
 BENCH_PHASES pick a quicker look (a difference is quoted only with 5 runs per variant).
 
 The client is always the app node. Settings changed on the bench node are set back when the
@@ -68,6 +72,7 @@ Settings (environment):
   BENCH_ANSIBLE_SIZES=3,6      lab sizes converged from fresh nodes (extra nodes pg-srv4..10)
   BENCH_ANSIBLE_TIMEOUT=900    per ansible-playbook run
   BENCH_SWITCHOVER_SECONDS=24 BENCH_FAILOVER_SECONDS=25   write load of each switchover and the failover
+  BENCH_DRIVERS_SECONDS=20 BENCH_DRIVERS_SWITCHOVER_SECONDS=60   each driver's lane run; the run across the switchover
   BENCH_OUT=bench-results BENCH_PUBLISH=1
   BENCH_KEEP_NODES=1           after a failure, keep the extra nodes for a look
 """
@@ -94,12 +99,13 @@ from pathlib import Path
 import yaml
 
 from bench import interleave, pgbench, report, writes
+from bench.drivers import phase as drivers_phase
 from bench.lab import ROOT, BenchError, ansible_playbook, check, lab_sh, node_ip, recap, ssh, ssh_popen
 
 APP_IP = "10.129.0.31"
 VIP, RW_PORT, RO_PORT = "10.129.0.20", 5000, 5001  # keepalived's address, HAProxy's read-write and read-only ports
 CLUSTER = ("pg-srv1", "pg-srv2", "pg-srv3")  # the lab's Patroni members
-PHASES = ("churn", "persistent", "fanin", "path", "socket", "reuseport", "ansible", "switchover")
+PHASES = ("churn", "persistent", "fanin", "path", "socket", "reuseport", "ansible", "switchover", "drivers")
 # Phases that run pgbench in appdb (and churn in reportdb too).
 PGBENCH_PHASES = {"churn", "persistent", "path", "socket", "reuseport"}
 # The socket phase's [databases] entry: appdb through the local PostgreSQL's unix socket.
@@ -206,7 +212,7 @@ class Bench:
         self.config: dict[str, str] = {}
         self.touched: set[str] = set()
         self.results: dict = {"meta": {}, "churn": [], "persistent": [], "fanin": {}, "path": [], "socket": [], "reuseport": [],
-                              "ansible": [], "switchover": []}
+                              "ansible": [], "switchover": [], "drivers": {}}
         # The lab inventory, or the fresh bench node's (setup_fresh_node); converges are limited to the node.
         self.inventory = ROOT / "inventories" / "lab"
         self.phase_started = time.monotonic()
@@ -565,6 +571,9 @@ class Bench:
 
     def switchover(self) -> None:
         self.results["switchover"] = Switchover(self).run()
+
+    def drivers(self) -> None:
+        self.results["drivers"] = drivers_phase.run(self, Switchover(self))
 
     # --- fan-in ---------------------------------------------------------------------------
     def memory(self) -> dict:
@@ -931,6 +940,8 @@ def publish(out: Path, markdown: str, results: dict) -> None:
     """Copy the table, plot and data of a complete run to docs/bench/, and write its README;
     the switchover phase's table goes to docs/bench/switchover.md. A run of the switchover
     phase alone leaves the other published results as they are."""
+    if results.get("drivers"):
+        drivers_phase.publish(results["drivers"])
     docs = ROOT / "docs" / "bench"
     docs.mkdir(parents=True, exist_ok=True)
     if results.get("switchover"):
