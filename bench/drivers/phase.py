@@ -98,6 +98,9 @@ def run(bench, switchover) -> dict:
 
 
 def publish(document) -> None:
-    """docs/drivers/results.json from this run, and docs/drivers.md regenerated from it."""
-    (ROOT / "docs" / "drivers" / "results.json").write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    """docs/drivers/results.json from this run (the other PgBouncer versions' results of the
+    last file kept: a lab runs one version), and docs/drivers.md regenerated from it."""
+    path = ROOT / "docs" / "drivers" / "results.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps(report.merged(document, old), indent=1, sort_keys=True) + "\n")
     subprocess.run([str(ROOT / "scripts" / "gen-docs")], cwd=ROOT, check=True, timeout=120)

@@ -128,6 +128,10 @@ def drivers_section(data):
     head = ["", "Last run: %s on %s, %s s per driver and target, %s clients each; PostgreSQL %s; %s." % (
         meta.get("date", "?"), meta.get("where", "?"), meta.get("seconds", "?"), meta.get("clients", "?"),
         meta.get("postgresql", "?"), cell(meta.get("poolers", "")))]
+    for earlier in meta.get("earlier", []):
+        head += ["", "Targets %s from an earlier run: %s on %s, %s s per driver and target; PostgreSQL %s; %s." % (
+            ", ".join(earlier.get("targets", [])), earlier.get("date", "?"), earlier.get("where", "?"), earlier.get("seconds", "?"),
+            earlier.get("postgresql", "?"), cell(earlier.get("poolers", "")))]
     head += ["", "Transactions per target (`tx`) and the features that failed at least once:"]
     legend = ["", "| Feature | What the workload does | Why it fails in transaction pooling |", "|---|---|---|"]
     for feature, what in common.FEATURES.items():
@@ -182,6 +186,25 @@ def document(lines, meta):
             result = json.loads(line)
             results[(result["driver"], result["target"])] = result
     return {"meta": meta, "results": list(results.values())}
+
+
+def merged(new, old):
+    """`new` plus the results of `old` whose targets `new` lacks (another PgBouncer version, run
+    on another lab), with `old`'s run description kept for them under meta["earlier"]."""
+    targets = {result["target"] for result in new["results"]}
+    kept = [result for result in old.get("results", []) if result["target"] not in targets]
+    if not kept:
+        return new
+    kept_targets = {result["target"] for result in kept}
+    runs = [dict(old.get("meta", {}), targets=sorted(kept_targets))] + old.get("meta", {}).get("earlier", [])
+    earlier = []
+    for run in runs:
+        run = {key: value for key, value in run.items() if key != "earlier"}
+        run["targets"] = sorted(kept_targets.intersection(run.get("targets", kept_targets)))
+        kept_targets -= set(run["targets"])
+        if run["targets"]:
+            earlier.append(run)
+    return {"meta": dict(new["meta"], earlier=earlier), "results": new["results"] + kept}
 
 
 if __name__ == "__main__":

@@ -131,3 +131,18 @@ def test_the_lab_play_copies_every_lane_module_and_the_requirements_are_pinned()
     for name in ("requirements.txt", "requirements-upstream.txt"):
         lines = [line for line in (ROOT / "bench" / "drivers" / name).read_text().splitlines() if line and not line.startswith("#")]
         assert lines and all("==" in line for line in lines), name
+
+
+def test_a_run_on_one_version_keeps_the_other_versions_results():
+    """A lab runs one PgBouncer version: publishing its run keeps the other version's rows and
+    says which run they come from; its own targets (direct included) replace the old ones."""
+    old = {"meta": {"date": "d1", "where": "lab 12"},
+           "results": [{"driver": "psycopg2", "target": "direct", "n": 1}, {"driver": "psycopg2", "target": "pooled-1.18-defaults", "n": 1}]}
+    new = {"meta": {"date": "d2", "where": "lab 13"},
+           "results": [{"driver": "psycopg2", "target": "direct", "n": 2}, {"driver": "psycopg2", "target": "pooled-1.24-defaults", "n": 2}]}
+    both = report.merged(new, old)
+    assert sorted((r["target"], r["n"]) for r in both["results"]) == [("direct", 2), ("pooled-1.18-defaults", 1), ("pooled-1.24-defaults", 2)]
+    assert both["meta"]["earlier"] == [{"date": "d1", "where": "lab 12", "targets": ["pooled-1.18-defaults"]}]
+    again = report.merged({"meta": {"date": "d3"}, "results": [{"driver": "psycopg2", "target": "pooled-1.18-defaults", "n": 3}]}, both)
+    assert again["meta"]["earlier"] == [{"date": "d2", "where": "lab 13", "targets": ["direct", "pooled-1.24-defaults"]}]
+    assert report.merged(new, {}) == new
