@@ -7,7 +7,8 @@ The metric names come from /metrics recorded from the two exporters Debian ships
 PgBouncer 1.18 on loopback: idle, busy with a paused database, PgBouncer stopped) and from
 Patroni 3.0.2's metric names (tests/unit/fixtures/monitoring). promtool is Debian's, unpacked
 by scripts/install-deps into .tools/bin (or $PROMTOOL); without it the tests fail, they never
-skip. Cost: about 3 s in all (promtool starts 3 times).
+skip. The recorded incidents (monitoring/prometheus/tests/recorded) are series the lab's Prometheus
+recorded during real events, replayed. Cost: about 4 s in all (promtool starts 8 times).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "monitoring" / "prometheus" / "pgbouncer-cluster.rules.yml"
 RULE_TESTS = ROOT / "monitoring" / "prometheus" / "tests" / "pgbouncer-cluster.test.yml"
+# Series recorded from the lab during real incidents (scripts/record-incidents), replayed.
+RECORDED = ROOT / "monitoring" / "prometheus" / "tests" / "recorded"
+INCIDENTS = ("normal", "switchover", "replicas", "saturated", "paused")
+RECORDED_TESTS = [RECORDED / ("%s.test.yml" % incident) for incident in INCIDENTS]
 DASHBOARD = ROOT / "monitoring" / "grafana" / "pgbouncer-cluster.json"
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "monitoring"
 EXPORTER_VERSIONS = ("0.10.2", "0.12.0")
@@ -114,11 +119,50 @@ def test_promtool_check_rules():
     assert "SUCCESS: %d rules found" % len(rules()) in result.stdout
 
 
-def test_promtool_rule_tests():
-    """Each alert fires on its event and stays quiet in normal operation (the test file)."""
-    result = run_promtool("test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
+@pytest.mark.parametrize("path", [RULE_TESTS, *RECORDED_TESTS], ids=lambda path: path.name)
+def test_promtool_rule_tests(path):
+    """Each alert fires on its event and stays quiet in normal operation: the hand-written
+    tests, and each incident recorded in the lab replayed."""
+    result = run_promtool("test", "rules", path.name, cwd=path.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_every_recorded_file_is_tested():
+    assert sorted(RECORDED.glob("*.test.yml")) == sorted(RECORDED_TESTS)
+
+
+# The alerts each recorded incident is shown firing on (issue 28), and nothing else; the normal
+# recording none. PgBouncerExporterAbsent has no lab incident (every target gone) and
+# PgBouncerDatabaseConnectionLimit was not reached in the lab: the hand-written tests show them.
+# PgBouncerDatabasePausedTooLong does not fire on the recorded freeze: the paused database left
+# SHOW DATABASES after 120 s (its header says why); the hand-written tests show it.
+FIRES_ON = {
+    "normal": set(),
+    "switchover": {"PostgresPrimaryChanged"},
+    "replicas": {"PgBouncerDown", "PgBouncerAllReplicaPoolersDown"},
+    "saturated": {"PgBouncerClientsWaiting", "PgBouncerPoolSaturated", "PgBouncerExporterDown"},
+    "paused": {"PgBouncerClientsWaiting"},
+}
+
+
+@pytest.mark.parametrize("incident", INCIDENTS)
+def test_recorded_incident_fires_its_alerts(incident):
+    """Each recorded incident's test shows its alerts firing (and the normal one every alert
+    quiet), and asks, at the end of the recording, for every alert that fired at any evaluation
+    (max_over_time of ALERTS): nothing else fired."""
+    tests = yaml.safe_load((RECORDED / ("%s.test.yml" % incident)).read_text())["tests"]
+    cases = [case for test in tests for case in test.get("alert_rule_test", [])]
+    fired = {case["alertname"] for case in cases if case["exp_alerts"]}
+    assert fired == FIRES_ON[incident]
+    quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
+    if incident == "normal":
+        assert quiet == {rule["alert"] for rule in rules() if "alert" in rule}
+    everything = [case for test in tests for case in test.get("promql_expr_test", [])
+                  if case["expr"].startswith('max_over_time(ALERTS{alertstate="firing"}[')]
+    assert len(everything) == 1
+    names = {re.search(r'alertname="(\w+)"', sample["labels"]).group(1) for sample in everything[0]["exp_samples"]}
+    assert names == FIRES_ON[incident]
 
 
 def test_every_alert_is_shown_firing_and_quiet():
@@ -145,9 +189,10 @@ def test_rules_read_both_exporter_namings():
             assert stats & old - new and stats & new - old, rule.get("record") or rule.get("alert")
 
 
-def test_rule_test_series_use_real_names():
+@pytest.mark.parametrize("path", [RULE_TESTS, *RECORDED_TESTS], ids=lambda path: path.name)
+def test_rule_test_series_use_real_names(path):
     known = known_names()
-    for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+    for test in yaml.safe_load(path.read_text())["tests"]:
         for series in test["input_series"]:
             name = series["series"].split("{")[0]
             assert name in known, (test["name"], name)
