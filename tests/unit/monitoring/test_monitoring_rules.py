@@ -63,7 +63,7 @@ def exporter_names(version):
 
 
 def known_names():
-    names = {"up"}
+    names = {"up", "scrape_duration_seconds"}
     for version in EXPORTER_VERSIONS:
         names |= exporter_names(version)
     patroni = (FIXTURES / "patroni-3.0.2.names").read_text().splitlines()
@@ -136,8 +136,10 @@ def test_every_recorded_file_is_tested():
 # recording none. PgBouncerExporterAbsent has no lab incident (every target gone) and
 # PgBouncerDatabaseConnectionLimit was not reached in the lab: the hand-written tests show them.
 # A kill -9 that systemd restarts within a scrape leaves PgBouncerDown pending only. A pooler
-# frozen by SIGSTOP for 90 s fires nothing: its exporter's scrape times out, so pgbouncer_up is
-# absent, not 0, and PgBouncerExporterDown asks for 2 minutes (the freeze file's header).
+# frozen by SIGSTOP for 90 s fires PgBouncerDown from 85 s: its exporter's scrape times out (up 0,
+# scrape_duration_seconds 5 s, pgbouncer_up absent), and PgBouncerExporterDown asks for 2 minutes
+# (the freeze file's header). A stopped exporter (saturated) fails its scrapes in milliseconds:
+# PgBouncerExporterDown, not PgBouncerDown.
 FIRES_ON = {
     "normal": set(),
     "switchover": {"PostgresPrimaryChanged"},
@@ -145,7 +147,7 @@ FIRES_ON = {
     "saturated": {"PgBouncerClientsWaiting", "PgBouncerPoolSaturated", "PgBouncerExporterDown"},
     "paused": {"PgBouncerClientsWaiting", "PgBouncerDatabasePausedTooLong"},
     "kill9": set(),
-    "freeze": set(),
+    "freeze": {"PgBouncerDown"},
 }
 
 
