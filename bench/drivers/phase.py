@@ -73,7 +73,6 @@ def run(bench, switchover) -> dict:
     check(VIP)
     lane = ssh_popen(bench.s.app, command)
     try:
-        lane.stdin.close()
         time.sleep(switchover_s / 3)
         moved_in, _output = switchover.playbook(old)
         stdout, stderr = lane.communicate(timeout=limit + 60)
