@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import ansible_playbook, recap
+from conftest import INVENTORY, ansible_playbook, recap
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "pg-srv3"
@@ -19,7 +19,7 @@ NODE = "pg-srv3"
 def lab_values():
     """The variables the lab inventory's group_vars set (they win over the roles' defaults)."""
     values = {}
-    for path in sorted((ROOT / "inventories" / "lab" / "group_vars").glob("*.yml")):
+    for path in sorted((INVENTORY / "group_vars").glob("*.yml")):
         values.update(yaml.safe_load(path.read_text()) or {})
     return values
 
